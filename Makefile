@@ -1,0 +1,50 @@
+# Spartan: see README.md. `make run` needs no root; `make test` installs
+# what the tests need (Debian packages) and runs every test.
+
+GO       ?= go
+BIN      := bin
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.Version=$(VERSION)
+# Debian packages the tests use: dig, named + dnssec tools, ZooKeeper, ip, systemd-analyze.
+TEST_DEBS := bind9 bind9-dnsutils bind9-utils zookeeper iproute2 procps systemd
+# Packages whose tests exercise concurrency: run under the race detector.
+RACE_PKGS := ./supervisor/... ./actors/... ./msg/...
+
+.PHONY: all build run test test-deps vet race bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/spartan ./cmd/spartan
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/spartanctl ./cmd/spartanctl
+
+# Development daemon: 127.0.0.1:10053, no interface management, upstreams
+# from /etc/resolv.conf, no root needed.
+run: build
+	mkdir -p /tmp/spartan-dev
+	$(BIN)/spartan -config rel/spartan-dev.json -log-level debug
+
+test-deps:
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+test: test-deps build vet
+	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 10m ./cmd/... ./test/...
+
+bench: build
+	bash bench/run.sh
+
+fuzz:
+	bash test/fuzz.sh
+
+clean:
+	rm -rf $(BIN)

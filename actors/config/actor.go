@@ -1,0 +1,105 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/msg"
+)
+
+// Actor is the config actor: the only writer of the Store. It owns the
+// masters (fed by the masters watcher as msg.Masters) and the upstream
+// health scores, and publishes a new Snapshot when masters change.
+//
+// The value survives restarts (suture calls Serve again on it), and so does
+// its state: a killed config actor comes back with the masters it had, and
+// the query path keeps reading the last snapshot while it is down.
+type Actor struct {
+	store *Store
+	reg   *Registry
+	inbox <-chan any
+	tick  time.Duration
+	now   func() time.Time
+	log   zerolog.Logger
+
+	// OnMasters, when set, is called after each change of the master set
+	// (from the actor goroutine), e.g. to update a gauge.
+	OnMasters func(old, new []netip.Addr)
+
+	lastTick time.Time
+}
+
+// NewActor returns the config actor publishing to store. inbox carries
+// msg.Masters and msg.ReadFailed; tick is how often health scores are
+// recomputed (100 ms in production).
+func NewActor(store *Store, reg *Registry, inbox <-chan any, tick time.Duration, now func() time.Time, log zerolog.Logger) *Actor {
+	return &Actor{store: store, reg: reg, inbox: inbox, tick: tick, now: now, log: log}
+}
+
+// Serve implements suture.Service.
+func (a *Actor) Serve(ctx context.Context) error {
+	t := time.NewTicker(a.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m := <-a.inbox:
+			a.handle(m)
+		case <-t.C:
+			a.UpdateHealth()
+		}
+	}
+}
+
+func (a *Actor) handle(m any) {
+	switch m := m.(type) {
+	case msg.Masters:
+		a.SetMasters(m.Source, m.IPs)
+	case msg.ReadFailed:
+		a.log.Warn().Str("source", m.Source).Err(m.Err).Msg("masters read failed; keeping the last known masters")
+	default:
+		a.log.Error().Type("msg", m).Msg("config actor: unknown message dropped")
+	}
+}
+
+// SetMasters publishes a new snapshot if ips differ from the current
+// masters. ips must be deduplicated and sorted; an empty set is ignored (a
+// cluster always has masters: empty means a bad read).
+func (a *Actor) SetMasters(source string, ips []netip.Addr) {
+	cur := a.store.Load()
+	if len(ips) == 0 || slices.Equal(cur.Masters, ips) {
+		return
+	}
+	ips = slices.Clone(ips)
+	a.store.Publish(Build(cur.Config, ips, a.reg))
+	a.log.Info().Str("source", source).Stringers("old", addrs(cur.Masters)).Stringers("new", addrs(ips)).Msg("masters changed")
+	if a.OnMasters != nil {
+		a.OnMasters(cur.Masters, ips)
+	}
+}
+
+// UpdateHealth folds the query path's counters into every upstream's score.
+func (a *Actor) UpdateHealth() {
+	now := a.now()
+	dt := now.Sub(a.lastTick)
+	if a.lastTick.IsZero() {
+		dt = 0
+	}
+	a.lastTick = now
+	for _, u := range a.store.Load().Upstreams {
+		u.updateHealth(dt)
+	}
+}
+
+func addrs(ips []netip.Addr) []fmt.Stringer {
+	out := make([]fmt.Stringer, len(ips))
+	for i, ip := range ips {
+		out[i] = ip
+	}
+	return out
+}

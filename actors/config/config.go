@@ -1,0 +1,107 @@
+// Package config holds Spartan's configuration: the parsed file (Config),
+// the immutable snapshot the query path reads (Snapshot, Store), and the
+// config actor that owns the mutable state (masters, upstream health) and
+// publishes new snapshots.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is the parsed and validated configuration file. It never changes
+// after Load returns; everything that changes at run time lives in Snapshot.
+type Config struct {
+	UpstreamResolvers []netip.AddrPort            // upstream_resolvers
+	ForwardZones      map[string][]netip.AddrPort // forward_zones: lower-case FQDN ("example.com.") -> upstreams
+	BindIPs           []netip.Addr                // bind_ips minus bind_ip_blacklist
+	BindIPBlacklist   []netip.Addr                // bind_ip_blacklist
+	UDPPort           int                         // udp_port
+	TCPPort           int                         // tcp_port
+	UDPServerEnabled  bool                        // udp_server_enabled
+	TCPServerEnabled  bool                        // tcp_server_enabled
+	HandlerLimit      int                         // handler_limit
+	UpstreamTimeout   time.Duration               // upstream_timeout
+
+	MasterSource         string        // master_source: exhibitor|exhibitor_uri|master_list|zookeeper|none
+	ExhibitorAddress     string        // exhibitor_address
+	ExhibitorURI         string        // exhibitor_uri
+	MasterListFile       string        // master_list_file
+	ZookeeperServers     []string      // zookeeper_servers
+	ZookeeperMesosPath   string        // zookeeper_mesos_path
+	MesosDNSPort         int           // mesos_dns_port
+	MastersRefreshNormal time.Duration // masters_refresh_interval_normal
+	MastersRefreshFail   time.Duration // masters_refresh_interval_fail
+	ExhibitorTimeout     time.Duration // exhibitor_timeout
+
+	Interface  InterfaceConfig // interface
+	HTTPListen string          // http_listen ("" disables)
+	CtlSocket  string          // ctl_socket
+
+	Watchdog WatchdogConfig // watchdog (Spartan-Go extension; tests shorten it)
+	Limits   LimitsConfig   // limits (Spartan-Go extension; resource caps against hostile clients)
+}
+
+// InterfaceConfig is the "interface" object.
+type InterfaceConfig struct {
+	Manage bool   // manage
+	Name   string // name
+}
+
+// WatchdogConfig is the "watchdog" object.
+type WatchdogConfig struct {
+	Interval time.Duration // interval, default 15s
+	Grace    time.Duration // grace, default 60s: failing this long exits the process
+}
+
+// LimitsConfig is the "limits" object: caps that keep hostile clients from
+// exhausting the process.
+type LimitsConfig struct {
+	TCPConnections int           // tcp_connections: concurrent client TCP connections, default 512
+	TCPPipeline    int           // tcp_pipeline: queries in flight on one TCP connection, default 64
+	TCPIdleTimeout time.Duration // tcp_idle_timeout: RFC 7766 idle timeout, default 10s
+	TCPReadTimeout time.Duration // tcp_read_timeout: time to read one framed query once started, default 2s
+	UDPPayloadMax  int           // udp_payload_max: largest UDP reply accepted from an upstream, default 65535
+	TCPMessageMax  int           // tcp_message_max: largest TCP message accepted, default 65535
+}
+
+// DefaultBindIPs are the addresses Spartan listens on by default.
+var defaultBindIPs = []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"}
+
+// Default returns the built-in configuration. UpstreamResolvers is left
+// empty: Load fills it from the host's resolv.conf when the file does not
+// set it.
+func Default() *Config {
+	c := &Config{
+		ForwardZones:         map[string][]netip.AddrPort{},
+		UDPPort:              53,
+		TCPPort:              53,
+		UDPServerEnabled:     true,
+		TCPServerEnabled:     true,
+		HandlerLimit:         1024,
+		UpstreamTimeout:      5 * time.Second,
+		MasterSource:         "none",
+		MasterListFile:       "/opt/mesosphere/etc/master_list",
+		ZookeeperMesosPath:   "/mesos",
+		MesosDNSPort:         61053,
+		MastersRefreshNormal: 120 * time.Second,
+		MastersRefreshFail:   5 * time.Second,
+		ExhibitorTimeout:     30 * time.Second,
+		Interface:            InterfaceConfig{Manage: true, Name: "spartan"},
+		HTTPListen:           "127.0.0.1:62080",
+		CtlSocket:            "/run/spartan/spartanctl.sock",
+		Watchdog:             WatchdogConfig{Interval: 15 * time.Second, Grace: 60 * time.Second},
+		Limits: LimitsConfig{
+			TCPConnections: 512,
+			TCPPipeline:    64,
+			TCPIdleTimeout: 10 * time.Second,
+			TCPReadTimeout: 2 * time.Second,
+			UDPPayloadMax:  65535,
+			TCPMessageMax:  65535,
+		},
+	}
+	for _, s := range defaultBindIPs {
+		c.BindIPs = append(c.BindIPs, netip.MustParseAddr(s))
+	}
+	return c
+}

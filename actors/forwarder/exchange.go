@@ -1,0 +1,213 @@
+package forwarder
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spartan-dns/spartan/actors/config"
+)
+
+// Dialer opens the socket for one upstream query. A fresh socket per query
+// gives each query a fresh kernel-chosen random source port (RFC 5452), and
+// a connected UDP socket makes the kernel drop packets from any other
+// address.
+type Dialer interface {
+	Dial(network string, addr netip.AddrPort, deadline time.Time) (net.Conn, error)
+}
+
+type netDialer struct{}
+
+func (netDialer) Dial(network string, addr netip.AddrPort, deadline time.Time) (net.Conn, error) {
+	if network == "udp" {
+		return net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+	}
+	d := net.Dialer{Deadline: deadline}
+	return d.Dial("tcp", addr.String())
+}
+
+// result is one upstream's answer to the race: a validated reply (owned by
+// the receiver) or the error that ended the attempt.
+type result struct {
+	u     *config.Upstream
+	reply []byte
+	err   error
+}
+
+// raceState is shared by a race and its workers. When the race ends, the
+// losers' sockets get a read deadline LoserGrace away: they are still read
+// for health accounting, but not for the full upstream_timeout.
+type raceState struct {
+	mu    sync.Mutex
+	over  bool
+	grace time.Duration
+	conns [maxAttempts]net.Conn
+	n     int
+}
+
+func (s *raceState) register(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.over {
+		_ = c.SetReadDeadline(time.Now().Add(s.grace))
+		return
+	}
+	s.conns[s.n] = c
+	s.n++
+}
+
+func (s *raceState) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.over {
+		return
+	}
+	s.over = true
+	d := time.Now().Add(s.grace)
+	for _, c := range s.conns[:s.n] {
+		_ = c.SetReadDeadline(d) // harmless on a closed conn
+	}
+}
+
+func (s *raceState) isOver() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.over
+}
+
+var errTimeout = errors.New("upstream timeout")
+
+// Stall bookkeeping: an attempt with no reply by the hedge delay counts a
+// stall; a reply after that takes it back (a loser that was merely slow is
+// not a failure), a timeout leaves it standing.
+const (
+	stallNone    = iota
+	stallCounted // the stall timer fired first
+	stallAnswered
+)
+
+var udpBufPool = sync.Pool{New: func() any { return new([65535]byte) }}
+
+// exchange sends q to u with a fresh ID and reads until a valid reply, the
+// deadline, or (once the race is over) LoserGrace. It records the outcome in
+// u's counters and sends exactly one result to out, which has room for it.
+func (f *Forwarder) exchange(st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, start, deadline time.Time, limits config.LimitsConfig, out chan<- result) {
+	reply, err := f.exchangeOnce(st, u, q, qEnd, tcp, start, deadline, limits)
+	out <- result{u: u, reply: reply, err: err}
+}
+
+func (f *Forwarder) exchangeOnce(st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, start, deadline time.Time, limits config.LimitsConfig) ([]byte, error) {
+	network := "udp"
+	if tcp {
+		network = "tcp"
+	}
+	conn, err := f.Dial.Dial(network, u.Addr, deadline)
+	if err != nil {
+		u.Failures.Add(1)
+		return nil, err
+	}
+	defer conn.Close()
+
+	id := uint16(f.Rand(1 << 16))
+	var wbuf []byte
+	if tcp {
+		wbuf = make([]byte, 2+len(q))
+		binary.BigEndian.PutUint16(wbuf, uint16(len(q)))
+		copy(wbuf[2:], q)
+		setID(wbuf[2:], id)
+	} else {
+		wbuf = make([]byte, len(q))
+		copy(wbuf, q)
+		setID(wbuf, id)
+	}
+	_ = conn.SetWriteDeadline(deadline)
+	if _, err := conn.Write(wbuf); err != nil {
+		u.Failures.Add(1)
+		return nil, err
+	}
+	question := q[headerLen:qEnd]
+	_ = conn.SetReadDeadline(deadline)
+	st.register(conn)
+
+	var stall atomic.Int32
+	stallTimer := time.AfterFunc(time.Until(start.Add(f.Hedge)), func() {
+		if stall.CompareAndSwap(stallNone, stallCounted) {
+			u.Stalls.Add(1)
+		}
+	})
+	defer stallTimer.Stop()
+
+	var rbuf *[65535]byte
+	if !tcp {
+		rbuf = udpBufPool.Get().(*[65535]byte)
+		defer udpBufPool.Put(rbuf)
+	}
+	for {
+		var msg []byte
+		if tcp {
+			msg, err = readFrame(conn, limits.TCPMessageMax)
+		} else {
+			var n int
+			n, err = conn.Read(rbuf[:])
+			if err == nil && n > limits.UDPPayloadMax {
+				continue // oversized: ignore, as if never received
+			}
+			msg = rbuf[:n]
+		}
+		if err != nil {
+			timedOut := errors.Is(err, os.ErrDeadlineExceeded)
+			switch {
+			case timedOut && st.isOver() && time.Now().Before(deadline):
+				// A loser we stopped waiting for: its stall (if any) stands.
+			case stall.CompareAndSwap(stallNone, stallAnswered) || !timedOut:
+				u.Failures.Add(1) // refused, reset, EOF, or a timeout before any stall
+			}
+			if timedOut {
+				return nil, errTimeout
+			}
+			return nil, err
+		}
+		if err := validateReply(msg, id, question); err != nil {
+			if tcp {
+				u.Failures.Add(1) // a TCP stream that lies is done
+				return nil, err
+			}
+			continue // spoofed or stray UDP packet: ignore, keep waiting
+		}
+		if !stall.CompareAndSwap(stallNone, stallAnswered) {
+			u.LateReplies.Add(1) // it answered after all: take the stall back
+		}
+		if isGoodRcode(rcode(msg)) {
+			u.Successes.Add(1)
+			u.LatencyNs.Add(uint64(time.Since(start)))
+		} else {
+			u.Failures.Add(1)
+		}
+		return append([]byte(nil), msg...), nil
+	}
+}
+
+// readFrame reads one length-prefixed DNS message (RFC 1035 4.2.2).
+func readFrame(r io.Reader, max int) ([]byte, error) {
+	var l [2]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(l[:]))
+	if n < headerLen || n > max {
+		return nil, errFrameSize
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+var errFrameSize = errors.New("TCP frame length out of range")

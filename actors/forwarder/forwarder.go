@@ -1,0 +1,117 @@
+// Package forwarder is Spartan's query path: it routes one query, answers
+// local zones, and races the chosen upstreams. Listeners call Handle once
+// per query, in a goroutine of its own.
+package forwarder
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
+)
+
+// Forwarder answers queries. It holds no mutable configuration: every query
+// loads the current snapshot from the store once.
+type Forwarder struct {
+	store *config.Store
+	log   zerolog.Logger
+	Stats *Stats
+
+	// Hedge is how long the race waits for a first reply before it starts
+	// one more upstream (when the route has one left). Silent upstreams are
+	// the failure Spartan exists for: without a hedge, a query whose two
+	// chosen upstreams both went silent would wait for upstream_timeout.
+	Hedge time.Duration
+	// LoserGrace bounds how long losers of a won race are still read for
+	// health accounting.
+	LoserGrace time.Duration
+	// Rand returns a uniform int in [0, n); injectable for tests.
+	Rand func(n int) int
+	// Dial opens upstream sockets; injectable for tests and tuning.
+	Dial Dialer
+
+	inflight atomic.Int64
+}
+
+// New returns a forwarder reading snapshots from store.
+func New(store *config.Store, log zerolog.Logger) *Forwarder {
+	return &Forwarder{
+		store:      store,
+		log:        log,
+		Stats:      &Stats{},
+		Hedge:      40 * time.Millisecond,
+		LoserGrace: time.Second,
+		Rand:       rand.IntN,
+		Dial:       netDialer{},
+	}
+}
+
+// Begin reserves a slot for one query under handler_limit. Listeners call
+// it before starting the query's goroutine; false means shed the query.
+func (f *Forwarder) Begin() bool {
+	limit := int64(f.store.Load().Config.HandlerLimit)
+	if f.inflight.Add(1) > limit {
+		f.inflight.Add(-1)
+		f.Stats.Shed.Add(1)
+		return false
+	}
+	return true
+}
+
+// End releases the slot taken by Begin.
+func (f *Forwarder) End() { f.inflight.Add(-1) }
+
+// InFlight returns the number of queries being handled.
+func (f *Forwarder) InFlight() int64 { return f.inflight.Load() }
+
+// Handle answers one query (its raw bytes, owned by the caller for the
+// duration of the call) and returns the reply to send, or nil to send
+// nothing. tcp says the query came over TCP and must go upstream over TCP.
+func (f *Forwarder) Handle(q []byte, tcp bool) []byte {
+	if len(q) < headerLen || isResponse(q) {
+		// Too short to answer, or a response: never answer a response, so
+		// two forwarders can't be made to loop.
+		f.Stats.count(RouteNone, OutcomeDropped)
+		return nil
+	}
+	if opcode(q) != 0 {
+		f.Stats.count(RouteNone, OutcomeNotImp)
+		return errorReply(q, 0, rcodeNotImp)
+	}
+	if qdcount(q) != 1 {
+		f.Stats.count(RouteNone, OutcomeFormErr)
+		return errorReply(q, 0, rcodeFormErr)
+	}
+	qEnd, _, name, err := question(q)
+	if err != nil {
+		f.Stats.count(RouteNone, OutcomeFormErr)
+		return errorReply(q, 0, rcodeFormErr)
+	}
+	snap := f.store.Load()
+	if zone := localZone(name); zone != "" {
+		f.Stats.count(RouteLocal, OutcomeLocal)
+		return answerLocal(snap, zone, q, qEnd)
+	}
+	kind, route := Route(snap, name)
+	if len(route.Upstreams) == 0 {
+		f.Stats.count(kind, OutcomeServFail)
+		return errorReply(q, qEnd, rcodeServFail)
+	}
+	reply, outcome := f.race(snap, route, q, qEnd, tcp)
+	f.Stats.count(kind, outcome)
+	return reply
+}
+
+// Route returns the upstream route for a lower-case FQDN that is not in a
+// local zone, and its kind.
+func Route(snap *config.Snapshot, name string) (RouteKind, *config.Route) {
+	if config.InZone(name, "mesos.") {
+		return RouteMesos, snap.Mesos
+	}
+	if r := snap.Zone(name); r != nil {
+		return RouteZone, r
+	}
+	return RouteDefault, snap.Default
+}

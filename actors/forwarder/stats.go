@@ -1,0 +1,57 @@
+package forwarder
+
+import "sync/atomic"
+
+// RouteKind is the routing row a query took.
+type RouteKind int
+
+// Routing rows.
+const (
+	RouteNone    RouteKind = iota // rejected before routing
+	RouteLocal                    // spartan., zk., localhost.
+	RouteMesos                    // *.mesos to the masters
+	RouteZone                     // a forward_zones entry
+	RouteDefault                  // upstream_resolvers
+	numRoutes
+)
+
+var routeNames = [numRoutes]string{"none", "local", "mesos", "zone", "default"}
+
+func (r RouteKind) String() string { return routeNames[r] }
+
+// Outcome is how a query ended.
+type Outcome int
+
+// Query outcomes.
+const (
+	OutcomeUpstream      Outcome = iota // an upstream's good reply (NOERROR/NXDOMAIN)
+	OutcomeUpstreamError                // an upstream's own SERVFAIL/REFUSED/... reply
+	OutcomeServFail                     // no usable reply: Spartan's SERVFAIL
+	OutcomeLocal                        // answered from a local zone
+	OutcomeFormErr                      // malformed or multi-question query
+	OutcomeNotImp                       // not a standard query
+	OutcomeDropped                      // too short or QR set: not answered
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"upstream", "upstream_error", "servfail", "local", "formerr", "notimp", "dropped"}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Stats counts queries. Plain atomics: the hot path pays one atomic add per
+// query, and the metrics actor reads them at scrape time.
+type Stats struct {
+	Queries [numRoutes][numOutcomes]atomic.Uint64
+	Shed    atomic.Uint64 // queries dropped (UDP) or connections closed (TCP) over handler_limit
+}
+
+func (s *Stats) count(r RouteKind, o Outcome) { s.Queries[r][o].Add(1) }
+
+// Each calls fn for every route and outcome with its count.
+func (s *Stats) Each(fn func(r RouteKind, o Outcome, n uint64)) {
+	for r := range numRoutes {
+		for o := range numOutcomes {
+			fn(r, o, s.Queries[r][o].Load())
+		}
+	}
+}

@@ -1,0 +1,49 @@
+// Package listener holds the listener actors: one UDP and one TCP actor per
+// bind IP. They own their sockets and hand each query to the forwarder in a
+// goroutine of its own, after the handler_limit check.
+package listener
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenConfig sets SO_REUSEPORT (a restarted listener binds its new socket
+// before the old one is closed, so no query finds the port closed) and
+// IP_FREEBIND (a bind IP may be added to the link after we start, e.g. when
+// the interface actor is restarting).
+var listenConfig = net.ListenConfig{
+	Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+				return
+			}
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	},
+}
+
+func listenUDP(ctx context.Context, addr netip.AddrPort) (*net.UDPConn, error) {
+	pc, err := listenConfig.ListenPacket(ctx, "udp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+func listenTCP(ctx context.Context, addr netip.AddrPort) (*net.TCPListener, error) {
+	l, err := listenConfig.Listen(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return l.(*net.TCPListener), nil
+}

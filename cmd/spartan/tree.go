@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/iface"
+	"github.com/spartan-dns/spartan/actors/listener"
+	"github.com/spartan-dns/spartan/actors/masters"
+	"github.com/spartan-dns/spartan/supervisor"
+)
+
+// Failure budgets. suture pauses every child of a supervisor once their
+// shared budget is spent, so the budgets follow what a pause would cost:
+// the listeners must never pause (a crash-looping listener costs a little
+// CPU; paused listeners cost the node its DNS), the other groups may.
+var (
+	rootOpts  = supervisor.Options{FailureThreshold: 50, FailureDecay: 10, FailureBackoff: 2 * time.Second}
+	dnsOpts   = supervisor.Options{FailureThreshold: 1000, FailureDecay: 1, FailureBackoff: time.Second}
+	groupOpts = supervisor.Options{FailureThreshold: 10, FailureDecay: 10, FailureBackoff: 2 * time.Second}
+)
+
+// healthTick is how often the config actor folds the query path's
+// counters into upstream health scores.
+const healthTick = 100 * time.Millisecond
+
+// daemon is everything one Spartan process runs.
+type daemon struct {
+	cfg   *config.Config
+	log   zerolog.Logger
+	store *config.Store
+	fwd   *forwarder.Forwarder
+	tree  *supervisor.Tree
+	udp   []*listener.UDP
+}
+
+func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
+	reg := config.NewRegistry()
+	d := &daemon{cfg: cfg, log: log, store: config.NewStore(cfg, reg)}
+	d.fwd = forwarder.New(d.store, log)
+	d.tree = supervisor.New("spartan", rootOpts, log)
+	root := d.tree.Root()
+
+	// State: the config actor and the watcher that feeds it.
+	inbox := make(chan any, 16)
+	state := root.Supervisor("state", groupOpts)
+	state.Actor("config", config.NewActor(d.store, reg, inbox, healthTick, time.Now, log.With().Str("actor", "config").Logger()))
+	lookup := masters.UpstreamLookup(cfg.UpstreamResolvers, 2*time.Second)
+	if w := masters.New(cfg, inbox, lookup, log.With().Str("actor", "masters").Logger(), masters.RealClock{}); w != nil {
+		state.Actor("masters", w)
+	}
+
+	// DNS: a UDP and a TCP listener per bind IP.
+	dns := root.Supervisor("dns", dnsOpts)
+	for _, ip := range cfg.BindIPs {
+		if cfg.UDPServerEnabled {
+			l := listener.NewUDP(netip.AddrPortFrom(ip, uint16(cfg.UDPPort)), d.fwd, log)
+			d.udp = append(d.udp, l)
+			dns.Actor("udp-"+ip.String(), l)
+		}
+		if cfg.TCPServerEnabled {
+			dns.Actor("tcp-"+ip.String(), listener.NewTCP(netip.AddrPortFrom(ip, uint16(cfg.TCPPort)), d.fwd, cfg.Limits, log))
+		}
+	}
+
+	// Node: the link that carries the bind IPs.
+	node := root.Supervisor("node", groupOpts)
+	if a := iface.New(cfg.Interface, cfg.BindIPs, log.With().Str("actor", "interface").Logger()); a != nil {
+		node.Actor("interface", a)
+	}
+	return d
+}
+
+// run serves until ctx is cancelled, then shuts down cleanly: the tree
+// stops, in-flight queries are answered, sockets close.
+func (d *daemon) run(ctx context.Context) error {
+	err := d.tree.Serve(ctx)
+	for _, l := range d.udp {
+		l.Close()
+	}
+	return err
+}

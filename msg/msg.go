@@ -1,0 +1,26 @@
+// Package msg defines the typed messages Spartan's actors send each other.
+// Every message is a plain value: once sent, neither side mutates it.
+package msg
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Masters is sent by a masters watcher to the config actor after every
+// successful read. IPs is deduplicated and sorted (netip.Addr.Compare), and
+// never empty: an empty read is a failed read and is not sent.
+type Masters struct {
+	Source string       // "exhibitor", "exhibitor_uri", "master_list", "zookeeper"
+	IPs    []netip.Addr // deduplicated, sorted
+	At     time.Time    // when the read completed
+}
+
+// ReadFailed is sent by a masters watcher when a read fails. The config
+// actor keeps the last known masters; the message exists for logs and
+// metrics.
+type ReadFailed struct {
+	Source string
+	Err    error
+	At     time.Time
+}
