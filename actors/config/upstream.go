@@ -18,7 +18,7 @@ type Upstream struct {
 	Failures    atomic.Uint64 // errors, timeouts, SERVFAIL/REFUSED
 	Stalls      atomic.Uint64 // no reply by the hedge delay
 	LateReplies atomic.Uint64 // replies that came after a stall was counted: the stall is taken back
-	LatencyNs   atomic.Uint64 // sum of reply latencies of Successes
+	Latency     Latency       // reply latencies of Successes
 
 	score atomic.Uint64 // float64 bits; written by the config actor only
 

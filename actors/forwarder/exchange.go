@@ -185,7 +185,7 @@ func (f *Forwarder) exchangeOnce(st *raceState, u *config.Upstream, q []byte, qE
 		}
 		if isGoodRcode(rcode(msg)) {
 			u.Successes.Add(1)
-			u.LatencyNs.Add(uint64(time.Since(start)))
+			u.Latency.Observe(time.Since(start))
 		} else {
 			u.Failures.Add(1)
 		}

@@ -130,7 +130,7 @@ func (b *base) report(ctx context.Context, ips []netip.Addr, err error, last *[]
 		if !slices.Equal(ips, *last) {
 			ev = b.log.Info()
 		}
-		ev.Stringer("masters", addrList(ips)).Msg("masters read")
+		ev.Strs("masters", addrStrings(ips)).Msg("masters read")
 		*last = ips
 		m = msg.Masters{Source: b.source, IPs: ips, At: now}
 	}
@@ -141,9 +141,13 @@ func (b *base) report(ctx context.Context, ips []netip.Addr, err error, last *[]
 	return next
 }
 
-type addrList []netip.Addr
-
-func (l addrList) String() string { return fmt.Sprint([]netip.Addr(l)) }
+func addrStrings(ips []netip.Addr) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
 
 // resolveAll turns hostnames (IP literals or names) into addresses through
 // the injected Lookup. Any name that does not resolve fails the whole read:

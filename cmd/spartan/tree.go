@@ -72,6 +72,8 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	if a := iface.New(cfg.Interface, cfg.BindIPs, log.With().Str("actor", "interface").Logger()); a != nil {
 		node.Actor("interface", a)
 	}
+
+	d.addAPI(root)
 	return d
 }
 

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/watchdog"
+)
+
+func init() { commands["check"] = runCheck }
+
+const checkUsage = `usage: spartanctl check [-addr IP[:PORT]] [-timeout D] [-config PATH]
+
+Resolves ready.spartan over UDP and over TCP, at once, and succeeds only if
+both answer A 127.0.0.1. This is the probe the spartan-watchdog timer runs.
+
+Without -addr it probes the first bind IP of the configuration (-config, else
+/etc/spartan/spartan.json if it exists, else the built-in defaults) at its
+udp_port and tcp_port, skipping a transport whose server is disabled. -addr
+without a port means port 53.
+
+Exit codes:
+  0  both transports answered ready.spartan with 127.0.0.1
+  1  the probe failed; stderr names each failing transport and why
+  2  usage or configuration error
+
+Flags:
+`
+
+// loadConfig reads the node's configuration for check and genresolv.
+// upstream_resolvers is irrelevant to both, so the host's resolv.conf (which
+// genresolv itself rewrites) is not consulted.
+func loadConfig(path string) (*config.Config, error) {
+	return config.LoadWith(path, os.Getenv, "")
+}
+
+type checkDeps struct {
+	load   func(path string) (*config.Config, error)
+	probe  func(ctx context.Context, udp, tcp netip.AddrPort, timeout time.Duration) error
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func runCheck(_ string, args []string) int {
+	return checkMain(args, checkDeps{load: loadConfig, probe: watchdog.ProbeAddrs, stdout: os.Stdout, stderr: os.Stderr})
+}
+
+func checkMain(args []string, d checkDeps) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(d.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), checkUsage)
+		fs.PrintDefaults()
+	}
+	addrFlag := fs.String("addr", "", "probe `IP[:PORT]` instead of the configuration's first bind IP")
+	timeout := fs.Duration("timeout", 2*time.Second, "give each transport this long")
+	cfgPath := fs.String("config", "", "configuration `PATH` for the default address")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(d.stderr, "spartanctl check: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if *timeout <= 0 {
+		fmt.Fprintln(d.stderr, "spartanctl check: -timeout must be positive")
+		return 2
+	}
+	udp, tcp, err := checkTarget(*addrFlag, *cfgPath, d.load)
+	if err != nil {
+		fmt.Fprintf(d.stderr, "spartanctl check: %v\n", err)
+		return 2
+	}
+	if err := d.probe(context.Background(), udp, tcp, *timeout); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(d.stderr, "spartanctl check: FAIL %s\n", line)
+		}
+		return 1
+	}
+	fmt.Fprintf(d.stdout, "ok: ready.spartan is 127.0.0.1 via %s\n", describeTarget(udp, tcp))
+	return 0
+}
+
+// checkTarget works out the UDP and TCP addresses to probe; a zero AddrPort
+// means that transport is not probed.
+func checkTarget(addrFlag, cfgPath string, load func(string) (*config.Config, error)) (udp, tcp netip.AddrPort, err error) {
+	if addrFlag != "" {
+		ap, err := parseAddrPort(addrFlag, 53)
+		if err != nil {
+			return udp, tcp, fmt.Errorf("-addr: %w", err)
+		}
+		return ap, ap, nil
+	}
+	cfg, err := load(cfgPath)
+	if err != nil {
+		return udp, tcp, err
+	}
+	if len(cfg.BindIPs) == 0 {
+		return udp, tcp, errors.New("the configuration has no bind IP to probe; use -addr")
+	}
+	ip := cfg.BindIPs[0]
+	if cfg.UDPServerEnabled {
+		udp = netip.AddrPortFrom(ip, uint16(cfg.UDPPort))
+	}
+	if cfg.TCPServerEnabled {
+		tcp = netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
+	}
+	if !udp.IsValid() && !tcp.IsValid() {
+		return udp, tcp, errors.New("the configuration disables both the UDP and the TCP server: nothing to probe")
+	}
+	return udp, tcp, nil
+}
+
+func describeTarget(udp, tcp netip.AddrPort) string {
+	switch {
+	case udp == tcp:
+		return "UDP and TCP " + udp.String()
+	case !tcp.IsValid():
+		return "UDP " + udp.String()
+	case !udp.IsValid():
+		return "TCP " + tcp.String()
+	}
+	return "UDP " + udp.String() + " and TCP " + tcp.String()
+}
+
+// parseAddrPort accepts "IP", "IP:PORT" and "[IPv6]:PORT"; a bare IP gets
+// defPort.
+func parseAddrPort(s string, defPort uint16) (netip.AddrPort, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		if ip.Zone() != "" {
+			return netip.AddrPort{}, fmt.Errorf("%q: zoned addresses are not supported", s)
+		}
+		return netip.AddrPortFrom(ip.Unmap(), defPort), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is neither IP nor IP:PORT", s)
+	}
+	if ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%q: port 0", s)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
