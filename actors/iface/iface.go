@@ -62,8 +62,9 @@ type Actor struct {
 // Option adjusts an Actor.
 type Option func(*Actor)
 
-// WithNetns makes the actor work in the namespace ns instead of the one the
-// caller of New is in. Tests use it; the daemon never needs it.
+// WithNetns makes the actor work in the namespace ns instead of the
+// process's own (its netlink sockets are opened there). Tests use it; the
+// daemon never needs it.
 func WithNetns(ns vnetns.NsHandle) Option { return func(a *Actor) { a.ns = ns } }
 
 // WithReconcileInterval replaces DefaultReconcileInterval.
@@ -71,8 +72,8 @@ func WithReconcileInterval(d time.Duration) Option { return func(a *Actor) { a.i
 
 // New returns the interface actor, or nil when cfg.Manage is false (the
 // caller then leaves it out of the tree). Without WithNetns the actor works
-// in the network namespace of the thread calling New, whatever thread its
-// Serve later runs on.
+// in the process's network namespace and never calls setns(2), which needs
+// CAP_SYS_ADMIN and which the systemd unit's RestrictNamespaces= forbids.
 func New(cfg config.InterfaceConfig, ips []netip.Addr, log zerolog.Logger, opts ...Option) suture.Service {
 	a := newActor(cfg, ips, log, opts...)
 	if a == nil {
@@ -95,13 +96,6 @@ func newActor(cfg config.InterfaceConfig, ips []netip.Addr, log zerolog.Logger, 
 	}
 	for _, o := range opts {
 		o(a)
-	}
-	if !a.ns.IsOpen() {
-		// Pin the namespace now: Serve's goroutine may run on any thread,
-		// and a test that called New from inside a namespace means that one.
-		if h, err := vnetns.Get(); err == nil {
-			a.ns = h
-		}
 	}
 	return a
 }

@@ -1,0 +1,330 @@
+package ctl
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/supervisor"
+)
+
+// Tree is what the actor needs of the supervision tree.
+type Tree interface {
+	Snapshot() supervisor.Node
+	Kill(path string) error
+}
+
+// Actor is the control-socket actor. The value outlives restarts; each
+// Serve binds the socket afresh.
+type Actor struct {
+	socket string
+	self   string // the actor's own tree path, e.g. "/spartan/api/ctl"
+	tree   Tree
+	store  *config.Store
+	log    zerolog.Logger
+}
+
+// New returns the control-socket actor serving socket. self is the actor's
+// own path in tree: kills of it or of an ancestor are answered first.
+func New(socket, self string, tree Tree, store *config.Store, log zerolog.Logger) *Actor {
+	return &Actor{socket: socket, self: self, tree: tree, store: store, log: log}
+}
+
+func (a *Actor) String() string { return "ctl " + a.socket }
+
+// Serve implements suture.Service.
+func (a *Actor) Serve(ctx context.Context) error {
+	ln, err := a.listen(ctx)
+	if err != nil {
+		return err
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+	)
+	// On cancel: stop accepting and cut every connection, so Serve returns
+	// at once even with a client sitting idle on its connection.
+	stop := context.AfterFunc(ctx, func() {
+		_ = ln.Close()
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	defer func() {
+		stop()
+		_ = ln.Close()
+		_ = os.Remove(a.socket)
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+	a.log.Debug().Str("socket", a.socket).Msg("control socket serving")
+
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("ctl accept %s: %w", a.socket, err)
+		}
+		mu.Lock()
+		if len(conns) >= maxConns || ctx.Err() != nil {
+			mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.serveConn(c)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+			_ = c.Close()
+		}()
+	}
+}
+
+// listen binds the socket under a temporary name, restricts it to 0600 and
+// renames it into place, so that the socket is never reachable by others,
+// even for an instant.
+func (a *Actor) listen(ctx context.Context) (*net.UnixListener, error) {
+	dir := filepath.Dir(a.socket)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("ctl socket directory: %w", err)
+	}
+	if err := removeStale(a.socket); err != nil {
+		return nil, err
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", a.socket, os.Getpid())
+	_ = os.Remove(tmp)
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("ctl listen %s: %w", tmp, err)
+	}
+	ln := l.(*net.UnixListener)
+	// We remove the socket ourselves: after the rename the listener's own
+	// name is stale.
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		_ = ln.Close()
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("ctl chmod %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, a.socket); err != nil {
+		_ = ln.Close()
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("ctl socket %s: %w", a.socket, err)
+	}
+	return ln, nil
+}
+
+// removeStale removes a socket left behind by a previous process. It
+// refuses to remove anything that is not a socket, or a socket someone
+// still answers on (another daemon).
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ctl socket %s: %w", path, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("ctl socket %s: exists and is not a socket; not removing it", path)
+	}
+	if c, err := net.DialTimeout("unix", path, 100*time.Millisecond); err == nil {
+		_ = c.Close()
+		return fmt.Errorf("ctl socket %s: another process is serving it", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("ctl remove stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+// serveConn answers requests on one connection until the client closes,
+// idles, or sends a bad line.
+func (a *Actor) serveConn(c net.Conn) {
+	r := bufio.NewReaderSize(c, MaxRequest)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(IdleTimeout))
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			a.reply(c, fail(CodeBadRequest, fmt.Sprintf("request longer than %d bytes", MaxRequest)))
+			return
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(bytes.TrimSpace(line)) > 0 {
+				// A last request without its newline is still a request.
+				a.handle(c, line)
+			}
+			return
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if !a.handle(c, line) {
+			return
+		}
+	}
+}
+
+// handle answers one request line; false means close the connection.
+func (a *Actor) handle(c net.Conn, line []byte) bool {
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		a.reply(c, fail(CodeBadRequest, "request is not a JSON object: "+err.Error()))
+		return false
+	}
+	switch req.Cmd {
+	case CmdTree:
+		n := a.tree.Snapshot()
+		return a.reply(c, Response{OK: true, Tree: &n})
+	case CmdUpstreams:
+		return a.reply(c, Response{OK: true, Upstreams: Upstreams(a.store.Load())})
+	case CmdKill:
+		return a.kill(c, req.Path)
+	default:
+		return a.reply(c, fail(CodeUnknownCommand, fmt.Sprintf("unknown command %q (want tree, kill or upstreams)", req.Cmd)))
+	}
+}
+
+func (a *Actor) kill(c net.Conn, path string) bool {
+	if len(path) > 1 {
+		path = strings.TrimSuffix(path, "/")
+	}
+	if path == "" || path[0] != '/' {
+		return a.reply(c, fail(CodeBadRequest, fmt.Sprintf("kill: path %q must be absolute, e.g. /spartan/dns", path)))
+	}
+	if a.self != "" && (path == a.self || strings.HasPrefix(a.self, path+"/")) {
+		// Killing ourselves cancels this very connection: answer first. The
+		// node is running (we run under it), so Kill will take it.
+		a.log.Warn().Str("path", path).Msg("kill of the control socket or an ancestor requested")
+		a.reply(c, Response{OK: true})
+		if err := a.tree.Kill(path); err != nil {
+			a.log.Error().Err(err).Str("path", path).Msg("kill after reply failed")
+		}
+		return false
+	}
+	err := a.tree.Kill(path)
+	switch {
+	case err == nil:
+		return a.reply(c, Response{OK: true})
+	case errors.Is(err, supervisor.ErrNoSuchPath):
+		return a.reply(c, fail(CodeNoSuchPath, fmt.Sprintf("no node at %s (see spartanctl tree)", path)))
+	case errors.Is(err, supervisor.ErrNotRunning):
+		return a.reply(c, fail(CodeNotRunning, fmt.Sprintf("%s is not running now (restarting or in backoff); try again", path)))
+	default:
+		return a.reply(c, fail(CodeInternal, err.Error()))
+	}
+}
+
+func fail(code, msg string) Response { return Response{Code: code, Error: msg} }
+
+// reply writes one response line; false means the connection is unusable.
+func (a *Actor) reply(c net.Conn, resp Response) bool {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		b, _ = json.Marshal(fail(CodeInternal, "encode response: "+err.Error()))
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(writeTimout))
+	_, err = c.Write(append(b, '\n'))
+	return err == nil
+}
+
+// Upstreams describes every upstream of snap, sorted by address.
+func Upstreams(snap *config.Snapshot) []Upstream {
+	routes := map[*config.Upstream][]string{}
+	addRoute := func(r *config.Route) {
+		if r == nil {
+			return
+		}
+		for _, u := range r.Upstreams {
+			routes[u] = append(routes[u], r.Name)
+		}
+	}
+	addRoute(snap.Default)
+	addRoute(snap.Mesos)
+	for _, z := range snap.Zones {
+		addRoute(z.Route)
+	}
+	out := make([]Upstream, 0, len(snap.Upstreams))
+	for _, u := range snap.Upstreams {
+		cum, n, sum := u.Latency.Snapshot()
+		e := Upstream{
+			Address:     u.Addr.String(),
+			Routes:      routes[u],
+			Successes:   u.Successes.Load(),
+			Failures:    u.Failures.Load(),
+			Stalls:      u.Stalls.Load(),
+			LateReplies: u.LateReplies.Load(),
+			Score:       u.Score(),
+			Rank:        u.Rank(),
+		}
+		if e.Routes == nil {
+			e.Routes = []string{}
+		}
+		if n > 0 {
+			e.LatencyMeanMs = sum / float64(n) * 1000
+			e.LatencyP50Ms = Quantile(0.5, cum, n) * 1000
+			e.LatencyP99Ms = Quantile(0.99, cum, n) * 1000
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out
+}
+
+// Quantile estimates the q-quantile (0..1) of a cumulative histogram the
+// way Prometheus' histogram_quantile does: linear interpolation inside the
+// bucket that holds it, 0 as the lower bound of the first bucket, and the
+// highest finite bound for anything in the +Inf bucket. count includes +Inf.
+func Quantile(q float64, cumulative map[float64]uint64, count uint64) float64 {
+	if count == 0 {
+		return math.NaN()
+	}
+	bounds := make([]float64, 0, len(cumulative))
+	for b := range cumulative {
+		bounds = append(bounds, b)
+	}
+	sort.Float64s(bounds)
+	rank := q * float64(count)
+	lower, below := 0.0, uint64(0)
+	for _, b := range bounds {
+		c := cumulative[b]
+		if float64(c) >= rank && c > below {
+			return lower + (b-lower)*(rank-float64(below))/float64(c-below)
+		}
+		lower, below = b, c
+	}
+	return lower
+}

@@ -1,0 +1,55 @@
+package main
+
+import "testing"
+
+// Output of dnsperf 2.10.0 (Debian), trimmed to what the parser reads.
+const dnsperfOut = `DNS Performance Testing Tool
+Version 2.10.0
+
+[Status] Command line: dnsperf -s 127.0.1.1 -p 53 -d q.txt -c 20 -q 200 -l 3 -t 2
+[Status] Testing complete (time limit)
+
+Statistics:
+
+  Queries sent:         232230
+  Queries completed:    232201 (99.99%)
+  Queries lost:         29 (0.01%)
+
+  Response codes:       NOERROR 232190 (100.00%), SERVFAIL 11 (0.00%)
+  Average packet size:  request 37, response 53
+  Run time (s):         3.000102
+  Queries per second:   77398.043
+
+  Average Latency (s):  0.001958 (min 0.000021, max 0.051003)
+  Latency StdDev (s):   0.001203
+`
+
+func TestParseDNSPerf(t *testing.T) {
+	r, err := parseDNSPerf(dnsperfOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := perfResult{sent: 232230, completed: 232201, lost: 29, qps: 77398.043, avgLatency: 0.001958, noerror: 232190}
+	if r != want {
+		t.Fatalf("got %+v, want %+v", r, want)
+	}
+	if _, err := parseDNSPerf("Error: could not open file\n"); err == nil {
+		t.Fatal("output without statistics must be an error")
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// The command name may hold spaces and ')' (NSD renames its children
+	// "nsd: server 1"); fields are counted from the last ')'.
+	line := "4242 (nsd: server (1)) S 4240 4240 4240 0 -1 4194560 520 0 0 0 17 9 0 0 20 0 1 0 100 1000 200"
+	f, err := parseStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.pgrp != 4240 || f.utime != 17 || f.stime != 9 {
+		t.Fatalf("got %+v", f)
+	}
+	if _, err := parseStat("garbage"); err == nil {
+		t.Fatal("malformed line must be an error")
+	}
+}

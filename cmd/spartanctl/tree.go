@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spartan-dns/spartan/actors/ctl"
+	"github.com/spartan-dns/spartan/supervisor"
+)
+
+func init() { commands["tree"] = runTree }
+
+const treeUsage = `usage: spartanctl [-socket PATH] tree [--json]
+
+Prints the live supervision tree: every supervisor and actor with its state,
+restarts and uptime. --json prints it as the JSON object of the spec:
+{"name", "path", "kind", "state", "restarts", "uptime_seconds", "children"}.
+
+exit status: 0 printed; 1 the daemon could not be asked; 2 bad usage.
+`
+
+// ctlTimeout bounds one control-socket request: the daemon answers from
+// memory, so anything slower means it is wedged.
+const ctlTimeout = 5 * time.Second
+
+func runTree(socket string, args []string) int { return treeMain(os.Stdout, os.Stderr, socket, args) }
+
+func treeMain(out, errOut io.Writer, socket string, args []string) int {
+	fs := flag.NewFlagSet("tree", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() { fmt.Fprint(errOut, treeUsage) }
+	asJSON := fs.Bool("json", false, "print the tree as JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(errOut, "spartanctl tree: unexpected argument %q\n%s", fs.Arg(0), treeUsage)
+		return 2
+	}
+	resp, code := ctlCall(errOut, socket, "tree", ctl.Request{Cmd: ctl.CmdTree})
+	if resp == nil {
+		return code
+	}
+	if resp.Tree == nil {
+		fmt.Fprintln(errOut, "spartanctl tree: the daemon sent no tree")
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(resp.Tree); err != nil {
+			fmt.Fprintf(errOut, "spartanctl tree: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tSTATE\tRESTARTS\tUPTIME")
+	printNode(tw, *resp.Tree, 0)
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintf(errOut, "spartanctl tree: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func printNode(w io.Writer, n supervisor.Node, depth int) {
+	name := n.Name
+	if depth == 0 {
+		name = n.Path // the root shows where paths start
+	}
+	fmt.Fprintf(w, "%s%s\t%s\t%s\t%d\t%s\n", strings.Repeat("  ", depth), name, n.Kind, n.State, n.Restarts, formatUptime(n))
+	for _, c := range n.Children {
+		printNode(w, c, depth+1)
+	}
+}
+
+func formatUptime(n supervisor.Node) string {
+	if n.State != supervisor.StateRunning {
+		return "-"
+	}
+	d := time.Duration(n.Uptime * float64(time.Second))
+	if d < time.Minute {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// ctlCall sends one request and reports any failure on errOut. It returns
+// the response, or nil and the exit code to return.
+func ctlCall(errOut io.Writer, socket, what string, req ctl.Request) (*ctl.Response, int) {
+	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
+	defer cancel()
+	resp, err := ctl.Call(ctx, socket, req)
+	if err == nil {
+		return resp, 0
+	}
+	var ce *ctl.Error
+	switch {
+	case errors.Is(err, ctl.ErrConnect):
+		fmt.Fprintf(errOut, "spartanctl: cannot connect to %s: is spartan running? (%v)\n", socket, errors.Unwrap(errors.Unwrap(err)))
+	case errors.As(err, &ce):
+		fmt.Fprintf(errOut, "spartanctl %s: %s\n", what, ce.Msg)
+	default:
+		fmt.Fprintf(errOut, "spartanctl %s: %v\n", what, err)
+	}
+	return nil, 1
+}
