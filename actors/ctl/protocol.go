@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/spartan-dns/spartan/supervisor"
@@ -102,9 +103,32 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Msg }
 
-// ErrConnect wraps every failure to reach the socket (missing, refused,
-// permission denied): the daemon is not there to ask.
+// ErrConnect matches (errors.Is) every failure to reach the socket
+// (missing, refused, permission denied): the daemon is not there to ask.
 var ErrConnect = errors.New("cannot connect")
+
+// ConnectError is the error of Call when the socket cannot be reached.
+type ConnectError struct {
+	Path string
+	Err  error
+}
+
+func (e *ConnectError) Error() string { return "cannot connect to " + e.Path + ": " + e.Err.Error() }
+
+// Unwrap returns the dial error.
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrConnect) true.
+func (e *ConnectError) Is(target error) bool { return target == ErrConnect }
+
+// Cause is the bare reason, e.g. "no such file or directory".
+func (e *ConnectError) Cause() string {
+	var se *os.SyscallError
+	if errors.As(e.Err, &se) {
+		return se.Err.Error()
+	}
+	return e.Err.Error()
+}
 
 // Call sends one request to the control socket at path and returns the
 // response. A failed response is returned as *Error.
@@ -112,7 +136,7 @@ func Call(ctx context.Context, path string, req Request) (*Response, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("%w to %s: %w", ErrConnect, path, err)
+		return nil, &ConnectError{Path: path, Err: err}
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {

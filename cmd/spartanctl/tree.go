@@ -106,10 +106,13 @@ func ctlCall(errOut io.Writer, socket, what string, req ctl.Request) (*ctl.Respo
 	if err == nil {
 		return resp, 0
 	}
-	var ce *ctl.Error
+	var (
+		ce   *ctl.Error
+		conn *ctl.ConnectError
+	)
 	switch {
-	case errors.Is(err, ctl.ErrConnect):
-		fmt.Fprintf(errOut, "spartanctl: cannot connect to %s: is spartan running? (%v)\n", socket, errors.Unwrap(errors.Unwrap(err)))
+	case errors.As(err, &conn):
+		fmt.Fprintf(errOut, "spartanctl: cannot connect to %s: is spartan running? (%s)\n", socket, conn.Cause())
 	case errors.As(err, &ce):
 		fmt.Fprintf(errOut, "spartanctl %s: %s\n", what, ce.Msg)
 	default:

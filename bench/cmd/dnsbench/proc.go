@@ -142,6 +142,7 @@ func groupCPU(pgid int) (float64, error) {
 const clockTicks = 100
 
 type statFields struct {
+	state        byte // 'Z': zombie, dead but not yet reaped
 	pgrp         int
 	utime, stime uint64
 }
@@ -172,7 +173,7 @@ func parseStat(s string) (statFields, error) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return statFields{}, fmt.Errorf("bad stat numbers")
 	}
-	return statFields{pgrp: pgrp, utime: ut, stime: st}, nil
+	return statFields{state: rest[0][0], pgrp: pgrp, utime: ut, stime: st}, nil
 }
 
 // rssKiB reads VmRSS of one process.

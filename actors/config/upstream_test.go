@@ -1,0 +1,111 @@
+package config
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/msg"
+)
+
+// fakeClock is advanced by hand so decay is tested without sleeping.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func newTestActor(t *testing.T) (*Actor, *Store, *fakeClock) {
+	t.Helper()
+	cfg := Default()
+	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53"), netip.MustParseAddrPort("127.0.0.2:53")}
+	reg := NewRegistry()
+	store := NewStore(cfg, reg)
+	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	return NewActor(store, reg, nil, time.Hour, clk.now, zerolog.Nop()), store, clk
+}
+
+func TestHealthScoreDecays(t *testing.T) {
+	a, store, clk := newTestActor(t)
+	u := store.Load().Default.Upstreams[0]
+	a.UpdateHealth()
+	u.Failures.Add(4)
+	a.UpdateHealth()
+	if u.Rank() != 4 {
+		t.Fatalf("rank after 4 failures = %d", u.Rank())
+	}
+	steps := []struct {
+		after time.Duration
+		rank  int
+	}{
+		{healthHalfLife, 2},     // 4 → 2
+		{healthHalfLife, 1},     // 2 → 1
+		{2 * healthHalfLife, 0}, // 1 → 0.25: forgotten, chosen again
+	}
+	for _, s := range steps {
+		clk.t = clk.t.Add(s.after)
+		a.UpdateHealth()
+		if u.Rank() != s.rank {
+			t.Fatalf("after %v more: rank %d (score %.2f), want %d", s.after, u.Rank(), u.Score(), s.rank)
+		}
+	}
+	if other := store.Load().Default.Upstreams[1]; other.Score() != 0 {
+		t.Errorf("untouched upstream has score %v", other.Score())
+	}
+}
+
+func TestHealthStallTakenBackByLateReply(t *testing.T) {
+	a, store, _ := newTestActor(t)
+	u := store.Load().Default.Upstreams[0]
+	u.Stalls.Add(3)
+	a.UpdateHealth()
+	if u.Rank() != 3 {
+		t.Fatalf("rank after 3 stalls = %d", u.Rank())
+	}
+	u.LateReplies.Add(3) // they were merely slow
+	a.UpdateHealth()
+	if u.Rank() != 0 {
+		t.Fatalf("rank after the late replies = %d (score %v)", u.Rank(), u.Score())
+	}
+}
+
+func TestHealthScoreCapped(t *testing.T) {
+	a, store, clk := newTestActor(t)
+	u := store.Load().Default.Upstreams[0]
+	u.Failures.Add(100000)
+	a.UpdateHealth()
+	if u.Score() != healthMaxScore {
+		t.Fatalf("score %v, want the cap %v", u.Score(), healthMaxScore)
+	}
+	// A long-dead upstream is forgotten within about a minute of recovery.
+	clk.t = clk.t.Add(75 * time.Second)
+	a.UpdateHealth()
+	if u.Rank() != 0 {
+		t.Fatalf("rank 75 s after the last failure: %d", u.Rank())
+	}
+}
+
+func TestMastersPublishSnapshot(t *testing.T) {
+	a, store, _ := newTestActor(t)
+	before := store.Load()
+	ips := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")}
+	var changes int
+	a.OnMasters = func(old, new []netip.Addr) { changes++ }
+	a.handle(msg.Masters{Source: "test", IPs: ips})
+	after := store.Load()
+	if after == before || len(after.Masters) != 2 || len(after.Mesos.Upstreams) != 2 || after.ZK[4] != ips[0] {
+		t.Fatalf("snapshot not republished with masters: %+v", after)
+	}
+	if before.Masters != nil {
+		t.Fatal("the old snapshot was mutated")
+	}
+	a.handle(msg.Masters{Source: "test", IPs: ips}) // same set: no new snapshot
+	a.handle(msg.Masters{Source: "test"})           // empty: a bad read, ignored
+	a.handle(msg.ReadFailed{Source: "test"})
+	if store.Load() != after || changes != 1 {
+		t.Fatalf("unchanged masters republished (changes=%d)", changes)
+	}
+	// Upstream objects (and their health) survive a republish.
+	if after.Default.Upstreams[0] != before.Default.Upstreams[0] {
+		t.Fatal("upstream identity lost across snapshots")
+	}
+}
