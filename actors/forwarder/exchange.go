@@ -19,12 +19,19 @@ import (
 // a connected UDP socket makes the kernel drop packets from any other
 // address.
 type Dialer interface {
-	Dial(network string, addr netip.AddrPort, deadline time.Time) (net.Conn, error)
+	Dial(network string, addr netip.AddrPort, deadline time.Time) (Conn, error)
+}
+
+// Conn is what an upstream exchange needs of a socket.
+type Conn interface {
+	io.ReadWriteCloser
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
 }
 
 type netDialer struct{}
 
-func (netDialer) Dial(network string, addr netip.AddrPort, deadline time.Time) (net.Conn, error) {
+func (netDialer) Dial(network string, addr netip.AddrPort, deadline time.Time) (Conn, error) {
 	if network == "udp" {
 		return net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
 	}
@@ -47,11 +54,11 @@ type raceState struct {
 	mu    sync.Mutex
 	over  bool
 	grace time.Duration
-	conns [maxAttempts]net.Conn
+	conns [maxAttempts]Conn
 	n     int
 }
 
-func (s *raceState) register(c net.Conn) {
+func (s *raceState) register(c Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.over {

@@ -44,7 +44,7 @@ func New(store *config.Store, log zerolog.Logger) *Forwarder {
 		Hedge:      40 * time.Millisecond,
 		LoserGrace: time.Second,
 		Rand:       rand.IntN,
-		Dial:       netDialer{},
+		Dial:       rawDialer{},
 	}
 }
 

@@ -90,7 +90,7 @@ func newActor(cfg config.InterfaceConfig, ips []netip.Addr, log zerolog.Logger, 
 	a := &Actor{
 		name:     cfg.Name,
 		ips:      append([]netip.Addr(nil), ips...),
-		log:      log.With().Str("actor", "interface").Str("link", cfg.Name).Logger(),
+		log:      log.With().Str("link", cfg.Name).Logger(),
 		ns:       vnetns.None(),
 		interval: DefaultReconcileInterval,
 	}

@@ -128,7 +128,7 @@ func newWatchdog(addr netip.AddrPort, interval, grace time.Duration, notify Noti
 		interval: interval, grace: grace,
 		timeout: min(5*time.Second, max(interval/3, 500*time.Millisecond)),
 		notify:  notify, exit: exit,
-		log:   log.With().Str("actor", "watchdog").Logger(),
+		log:   log,
 		clock: realClock{},
 	}
 	for _, o := range opts {

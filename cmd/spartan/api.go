@@ -1,9 +1,36 @@
 package main
 
-import "github.com/spartan-dns/spartan/supervisor"
+import (
+	"github.com/spartan-dns/spartan/actors/ctl"
+	"github.com/spartan-dns/spartan/actors/httpapi"
+	"github.com/spartan-dns/spartan/supervisor"
+)
 
 // addAPI adds the /spartan/api group: the control socket and the HTTP
-// server (metrics, /v1 API).
+// server (metrics, /v1 API). Both may crash-loop (a socket directory that
+// cannot be created, a port in use) without touching DNS: the group has its
+// own failure budget.
 func (d *daemon) addAPI(root *supervisor.Sup) {
-	_ = root.Supervisor("api", groupOpts)
+	api := root.Supervisor("api", groupOpts)
+	if d.cfg.CtlSocket != "" {
+		api.Actor("ctl", ctl.New(d.cfg.CtlSocket, api.Path()+"/ctl", d.tree, d.store,
+			d.log.With().Str("actor", "ctl").Logger()))
+	}
+	if d.cfg.HTTPListen == "" {
+		return
+	}
+	m := httpapi.NewMetrics(httpapi.Sources{
+		Store:     d.store,
+		Forwarder: d.fwd,
+		// TODO(lead): TCPRefused needs the TCP listeners (their Refused
+		// counters); the daemon struct does not keep them yet.
+	})
+	m.Watch(d.tree)
+	api.Actor("http", httpapi.New(httpapi.Options{
+		Addr:      d.cfg.HTTPListen,
+		Version:   Version,
+		Store:     d.store,
+		Forwarder: d.fwd,
+		Metrics:   m,
+	}, d.log.With().Str("actor", "http").Logger()))
 }

@@ -41,13 +41,13 @@ type options struct {
 	corednsBin     string
 	out            string
 	keep           bool
+	quick          bool
 }
 
 func parseFlags(args []string) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("dnsbench", flag.ContinueOnError)
 	var rows, scs string
-	var quick bool
 	fs.IntVar(&o.rounds, "rounds", 2, "rounds; every scenario runs every row once per round, rows rotated")
 	fs.StringVar(&rows, "rows", "direct,spartan,coredns,dnsdist,dnsmasq", "rows to measure")
 	fs.StringVar(&scs, "scenarios", "1,2,3,4,5", "scenarios to run")
@@ -60,7 +60,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.failRate, "fail-rate", 1000, "failure scenarios: queries per second")
 	fs.DurationVar(&o.failDur, "fail-duration", 30*time.Second, "failure scenarios length")
 	fs.DurationVar(&o.freezeAt, "freeze-at", 10*time.Second, "scenario 4: when the upstream is frozen")
-	fs.DurationVar(&o.timeout, "timeout", 2*time.Second, "open-loop: later replies count as lost")
+	// 5 s is glibc's default resolver timeout: a reply later than that
+	// reaches no stub resolver configured by default.
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "open-loop: later replies count as lost")
 	fs.IntVar(&o.sockets, "sockets", 8, "open-loop: client sockets")
 	fs.IntVar(&o.names, "names", 500, "names in the zone and the query file")
 	fs.IntVar(&o.upstreamPort, "upstream-port", 53, "port of the NSD upstreams")
@@ -69,11 +71,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.corednsBin, "coredns", "bench/tools/coredns", "CoreDNS binary")
 	fs.StringVar(&o.out, "out", "bench/RESULTS.md", "report path")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (configs, logs)")
-	fs.BoolVar(&quick, "quick", false, "smoke run: short durations (flags given explicitly still win)")
+	fs.BoolVar(&o.quick, "quick", false, "smoke run: short durations (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if quick {
+	if o.quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quickDefault(set, "sat-duration", &o.satDur, 3*time.Second)
@@ -81,6 +83,7 @@ func parseFlags(args []string) (*options, error) {
 		quickDefault(set, "fail-duration", &o.failDur, 8*time.Second)
 		quickDefault(set, "freeze-at", &o.freezeAt, 3*time.Second)
 		quickDefault(set, "warmup", &o.warmup, 500*time.Millisecond)
+		quickDefault(set, "timeout", &o.timeout, 2*time.Second)
 	}
 	o.rows = splitList(rows)
 	for _, s := range splitList(scs) {

@@ -16,6 +16,10 @@ func (h *harness) writeReport(started time.Time) error {
 	fmt.Fprintf(&b, "Written by `bench/cmd/dnsbench` (run by `make bench` → `bench/run.sh`) at %s; the run took %s. "+
 		"Do not edit by hand: rerun the benchmark. How to read it: `bench/README.md`.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), time.Since(started).Round(time.Second))
+	if o.quick {
+		b.WriteString("> **Smoke run (`--quick`)**: short durations, to prove the harness end to end. " +
+			"Do not compare these figures; run `make bench` without `--quick` for that.\n\n")
+	}
 	b.WriteString("## Machine\n\n")
 	writeKV(&b, machineInfo(h.loadStart))
 	b.WriteString("\n## Versions\n\n")

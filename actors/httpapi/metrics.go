@@ -1,0 +1,157 @@
+// Package httpapi is the HTTP actor: Prometheus metrics on /metrics and the
+// /v1 API (version, hosts, services, local records).
+//
+// Metrics cost nothing on the query path: the forwarder, the listeners and
+// the upstreams keep plain atomic counters, and the Collector here reads
+// them only when Prometheus scrapes. Everything is registered on a private
+// registry, never on client_golang's global default one.
+package httpapi
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/supervisor"
+)
+
+// Sources are the counters the metrics read at scrape time.
+type Sources struct {
+	Store     *config.Store
+	Forwarder *forwarder.Forwarder
+	// TCPRefused returns the TCP connections refused over tcp_connections,
+	// summed over the TCP listeners; nil reports 0.
+	TCPRefused func() uint64
+}
+
+var (
+	descQueries = prometheus.NewDesc("spartan_queries_total",
+		"Queries answered (or dropped) by route and outcome.", []string{"route", "outcome"}, nil)
+	descReplies = prometheus.NewDesc("spartan_upstream_replies_total",
+		"Good replies (NOERROR or NXDOMAIN) received from an upstream.", []string{"upstream"}, nil)
+	descFailures = prometheus.NewDesc("spartan_upstream_failures_total",
+		"Failed exchanges with an upstream: errors, timeouts, SERVFAIL or REFUSED replies.", []string{"upstream"}, nil)
+	descStalls = prometheus.NewDesc("spartan_upstream_stalls_total",
+		"Exchanges with an upstream that had no reply by the hedge delay.", []string{"upstream"}, nil)
+	descLatency = prometheus.NewDesc("spartan_upstream_latency_seconds",
+		"Latency of an upstream's good replies.", []string{"upstream"}, nil)
+	descScore = prometheus.NewDesc("spartan_upstream_health_score",
+		"Decaying count of an upstream's recent failures; 0 is healthy.", []string{"upstream"}, nil)
+	descShed = prometheus.NewDesc("spartan_shed_queries_total",
+		"Queries shed over handler_limit (UDP dropped, TCP connection closed).", nil, nil)
+	descRefused = prometheus.NewDesc("spartan_tcp_connections_refused_total",
+		"TCP client connections closed at once over limits.tcp_connections.", nil, nil)
+	descInFlight = prometheus.NewDesc("spartan_queries_in_flight",
+		"Queries being handled now.", nil, nil)
+	descMasters = prometheus.NewDesc("spartan_masters",
+		"Masters currently known.", nil, nil)
+)
+
+// Collector is a prometheus.Collector over Spartan's atomics.
+type Collector struct{ src Sources }
+
+// NewCollector returns a collector reading src at scrape time.
+func NewCollector(src Sources) *Collector { return &Collector{src: src} }
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descQueries, descReplies, descFailures, descStalls, descLatency,
+		descScore, descShed, descRefused, descInFlight, descMasters} {
+		ch <- d
+	}
+}
+
+// possible reports whether a route can end with an outcome; those series
+// are exported even at 0 so that rate() sees them from the start.
+func possible(r forwarder.RouteKind, o forwarder.Outcome) bool {
+	switch r {
+	case forwarder.RouteNone:
+		return o == forwarder.OutcomeFormErr || o == forwarder.OutcomeNotImp || o == forwarder.OutcomeDropped
+	case forwarder.RouteLocal:
+		return o == forwarder.OutcomeLocal
+	default:
+		return o == forwarder.OutcomeUpstream || o == forwarder.OutcomeUpstreamError || o == forwarder.OutcomeServFail
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	if f := c.src.Forwarder; f != nil {
+		f.Stats.Each(func(r forwarder.RouteKind, o forwarder.Outcome, n uint64) {
+			if n > 0 || possible(r, o) {
+				ch <- prometheus.MustNewConstMetric(descQueries, prometheus.CounterValue, float64(n), r.String(), o.String())
+			}
+		})
+		ch <- prometheus.MustNewConstMetric(descShed, prometheus.CounterValue, float64(f.Stats.Shed.Load()))
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(f.InFlight()))
+	}
+	var refused uint64
+	if c.src.TCPRefused != nil {
+		refused = c.src.TCPRefused()
+	}
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(refused))
+
+	if c.src.Store == nil {
+		return
+	}
+	snap := c.src.Store.Load()
+	ch <- prometheus.MustNewConstMetric(descMasters, prometheus.GaugeValue, float64(len(snap.Masters)))
+	for _, u := range snap.Upstreams {
+		addr := u.Addr.String()
+		ch <- prometheus.MustNewConstMetric(descReplies, prometheus.CounterValue, float64(u.Successes.Load()), addr)
+		ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(u.Failures.Load()), addr)
+		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(u.Stalls.Load()), addr)
+		ch <- prometheus.MustNewConstMetric(descScore, prometheus.GaugeValue, u.Score(), addr)
+		cum, n, sum := u.Latency.Snapshot()
+		ch <- prometheus.MustNewConstHistogram(descLatency, n, sum, cum, addr)
+	}
+}
+
+// Metrics is Spartan's private Prometheus registry: the Collector, actor
+// restarts, and the standard Go and process collectors.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	restarts *prometheus.CounterVec
+	once     sync.Once
+}
+
+// NewMetrics builds the registry over src.
+func NewMetrics(src Sources) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spartan_actor_restarts_total",
+			Help: "Restarts of a supervision tree node after a failure or a kill.",
+		}, []string{"path"}),
+	}
+	m.Registry.MustRegister(
+		NewCollector(src),
+		m.restarts,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Watch counts the restarts of tree's nodes. It takes the tree's OnRestart
+// hook (there is one), so call it once, before the tree is served. Every
+// node's series starts at 0.
+func (m *Metrics) Watch(tree *supervisor.Tree) {
+	m.once.Do(func() {
+		var walk func(n supervisor.Node)
+		walk = func(n supervisor.Node) {
+			m.restarts.WithLabelValues(n.Path)
+			for _, c := range n.Children {
+				walk(c)
+			}
+		}
+		walk(tree.Snapshot())
+		tree.OnRestart(m.ActorRestarted)
+	})
+}
+
+// ActorRestarted counts one restart of the node at path.
+func (m *Metrics) ActorRestarted(path string) { m.restarts.WithLabelValues(path).Inc() }

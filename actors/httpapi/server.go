@@ -1,0 +1,428 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/forwarder"
+)
+
+// Server timeouts. A /v1 lookup waits at most upstream_timeout (and an SRV
+// lookup a few of them), so WriteTimeout leaves room for that.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 16 << 10
+	shutdownTimeout   = time.Second
+	// maxSRVTargets bounds the lookups one /v1/services request makes.
+	maxSRVTargets = 64
+)
+
+// Options configures the HTTP actor.
+type Options struct {
+	Addr      string // http_listen, "ip:port"
+	Version   string // for /v1/version
+	Store     *config.Store
+	Forwarder *forwarder.Forwarder
+	Metrics   *Metrics
+}
+
+// Server is the HTTP actor. The value outlives restarts; each Serve binds
+// the address afresh.
+type Server struct {
+	opts    Options
+	log     zerolog.Logger
+	handler http.Handler
+}
+
+// New returns the HTTP actor.
+func New(opts Options, log zerolog.Logger) *Server {
+	s := &Server{opts: opts, log: log}
+	s.handler = s.routes()
+	return s
+}
+
+func (s *Server) String() string { return "http " + s.opts.Addr }
+
+// Handler returns the HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve implements suture.Service.
+func (s *Server) Serve(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", s.opts.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          stdlog.New(s.log, "http: ", 0),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Debug().Str("addr", ln.Addr().String()).Msg("http serving")
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http serve %s: %w", s.opts.Addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	<-errc
+	return ctx.Err()
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	get := func(pattern string, h http.HandlerFunc) {
+		mux.Handle("GET "+pattern, h)
+		// The same path with any other method: a JSON 405, not the mux's
+		// plain-text one.
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed", r.Method))
+		})
+	}
+	if s.opts.Metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Metrics.Registry, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed", r.Method))
+		})
+	}
+	get("/v1/version", s.version)
+	get("/v1/hosts/{host}", s.hosts)
+	get("/v1/services/{service}", s.services)
+	get("/v1/records", s.records)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(map[string]string{"error": "encode: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func (s *Server) version(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, struct {
+		Service string
+		Version string
+	}{"Spartan", s.opts.Version})
+}
+
+// Host is one entry of /v1/hosts.
+type Host struct {
+	Host string `json:"host"`
+	IP   string `json:"ip"`
+}
+
+// Service is one entry of /v1/services.
+type Service struct {
+	Host    string `json:"host"`
+	Port    int    `json:"port"`
+	Service string `json:"service"`
+	IP      string `json:"ip"`
+}
+
+// Record is one entry of /v1/records.
+type Record struct {
+	Name  string `json:"name"`
+	Type  string `json:"type"`
+	TTL   uint32 `json:"ttl"`
+	Value string `json:"value"`
+}
+
+// lookupError carries the HTTP status a failed lookup maps to.
+type lookupError struct {
+	status int
+	msg    string
+}
+
+func (e *lookupError) Error() string { return e.msg }
+
+func statusOf(err error) int {
+	var le *lookupError
+	if errors.As(err, &le) {
+		return le.status
+	}
+	return http.StatusBadGateway
+}
+
+// validName checks a name from a URL and returns it as an FQDN.
+func validName(name string) (string, bool) {
+	if name == "" || len(name) > 253 || strings.IndexFunc(name, func(r rune) bool {
+		return r > unicode.MaxASCII || unicode.IsSpace(r) || unicode.IsControl(r)
+	}) >= 0 {
+		return "", false
+	}
+	fqdn := dns.Fqdn(name)
+	if _, ok := dns.IsDomainName(fqdn); !ok || fqdn == "." {
+		return "", false
+	}
+	return fqdn, true
+}
+
+// query resolves one question through Spartan's own routing, as a client
+// of the listeners would: it takes a handler_limit slot, and retries over
+// TCP when the UDP-sized reply is truncated.
+func (s *Server) query(name string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.RecursionDesired = true
+	q, err := m.Pack()
+	if err != nil {
+		return nil, &lookupError{http.StatusBadRequest, fmt.Sprintf("bad name %q: %v", name, err)}
+	}
+	f := s.opts.Forwarder
+	if !f.Begin() {
+		return nil, &lookupError{http.StatusServiceUnavailable, "too many queries in flight"}
+	}
+	defer f.End()
+	var rep dns.Msg
+	for _, tcp := range []bool{false, true} {
+		raw := f.Handle(q, tcp)
+		if raw == nil {
+			return nil, &lookupError{http.StatusBadGateway, fmt.Sprintf("%s %s: no reply", name, dns.TypeToString[qtype])}
+		}
+		if err := rep.Unpack(raw); err != nil {
+			return nil, &lookupError{http.StatusBadGateway, fmt.Sprintf("%s %s: bad reply: %v", name, dns.TypeToString[qtype], err)}
+		}
+		if !rep.Truncated {
+			break
+		}
+	}
+	switch rep.Rcode {
+	case dns.RcodeSuccess:
+		return &rep, nil
+	case dns.RcodeNameError:
+		return nil, &lookupError{http.StatusNotFound, name + ": no such name (NXDOMAIN)"}
+	default:
+		return nil, &lookupError{http.StatusBadGateway, fmt.Sprintf("%s %s: %s", name, dns.TypeToString[qtype], dns.RcodeToString[rep.Rcode])}
+	}
+}
+
+// addrs resolves the A and AAAA records of name at once. It fails only
+// when both lookups failed or found nothing; a SERVFAIL wins over a 404 in
+// the status, since the name may well exist.
+func (s *Server) addrs(name string) ([]netip.Addr, error) {
+	types := []uint16{dns.TypeA, dns.TypeAAAA}
+	var (
+		wg   sync.WaitGroup
+		msgs = make([]*dns.Msg, len(types))
+		errs = make([]error, len(types))
+	)
+	for i, t := range types {
+		wg.Go(func() { msgs[i], errs[i] = s.query(name, t) })
+	}
+	wg.Wait()
+	var out []netip.Addr
+	for _, m := range msgs {
+		out = append(out, answerAddrs(m)...)
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	var worst error
+	for _, err := range errs {
+		if err != nil && (worst == nil || statusOf(err) != http.StatusNotFound) {
+			worst = err
+		}
+	}
+	if worst != nil {
+		return nil, worst
+	}
+	return nil, &lookupError{http.StatusNotFound, name + ": no A or AAAA records"}
+}
+
+// answerAddrs returns the A and AAAA records of a reply's answer section
+// (whatever their owner: a CNAME chain ends at the addresses).
+func answerAddrs(m *dns.Msg) []netip.Addr {
+	if m == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, rr := range m.Answer {
+		if ip, ok := rrAddr(rr); ok {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+func rrAddr(rr dns.RR) (netip.Addr, bool) {
+	switch rr := rr.(type) {
+	case *dns.A:
+		ip, ok := netip.AddrFromSlice(rr.A.To4())
+		return ip, ok
+	case *dns.AAAA:
+		ip, ok := netip.AddrFromSlice(rr.AAAA.To16())
+		return ip, ok
+	}
+	return netip.Addr{}, false
+}
+
+func (s *Server) hosts(w http.ResponseWriter, r *http.Request) {
+	host := r.PathValue("host")
+	name, ok := validName(host)
+	if !ok {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad host name %q", host))
+		return
+	}
+	ips, err := s.addrs(name)
+	if err != nil {
+		writeError(w, statusOf(err), err.Error())
+		return
+	}
+	out := make([]Host, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, Host{Host: name, IP: ip.String()})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) services(w http.ResponseWriter, r *http.Request) {
+	svc := r.PathValue("service")
+	name, ok := validName(svc)
+	if !ok {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad service name %q", svc))
+		return
+	}
+	m, err := s.query(name, dns.TypeSRV)
+	if err != nil {
+		writeError(w, statusOf(err), err.Error())
+		return
+	}
+	var srvs []*dns.SRV
+	for _, rr := range m.Answer {
+		if srv, ok := rr.(*dns.SRV); ok {
+			srvs = append(srvs, srv)
+		}
+	}
+	if len(srvs) == 0 {
+		writeError(w, http.StatusNotFound, name+": no SRV records")
+		return
+	}
+	if len(srvs) > maxSRVTargets {
+		srvs = srvs[:maxSRVTargets]
+	}
+
+	// Targets' addresses: from the additional section when the upstream
+	// sent them (Mesos-DNS does), else looked up, each target once.
+	ips := map[string][]netip.Addr{}
+	for _, rr := range m.Extra {
+		if ip, ok := rrAddr(rr); ok {
+			k := strings.ToLower(rr.Header().Name)
+			ips[k] = append(ips[k], ip)
+		}
+	}
+	var todo []string
+	for _, srv := range srvs {
+		k := strings.ToLower(srv.Target)
+		if _, known := ips[k]; !known {
+			ips[k] = nil
+			todo = append(todo, srv.Target)
+		}
+	}
+	found := make([][]netip.Addr, len(todo))
+	var wg sync.WaitGroup
+	for i, target := range todo {
+		wg.Go(func() {
+			got, err := s.addrs(target)
+			if err != nil {
+				s.log.Debug().Err(err).Str("target", target).Msg("SRV target did not resolve")
+			}
+			found[i] = got
+		})
+	}
+	wg.Wait()
+	for i, target := range todo {
+		ips[strings.ToLower(target)] = found[i]
+	}
+
+	out := make([]Service, 0, len(srvs))
+	for _, srv := range srvs {
+		addrs := ips[strings.ToLower(srv.Target)]
+		if len(addrs) == 0 {
+			// The record exists; say so, with the address we could not find empty.
+			out = append(out, Service{Host: srv.Target, Port: int(srv.Port), Service: name})
+			continue
+		}
+		for _, ip := range addrs {
+			out = append(out, Service{Host: srv.Target, Port: int(srv.Port), Service: name, IP: ip.String()})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) records(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, LocalRecords(s.opts.Store.Load()))
+}
+
+// LocalRecords lists every record of Spartan's local zones, sorted by
+// name, type and value.
+func LocalRecords(snap *config.Snapshot) []Record {
+	out := []Record{}
+	for _, zone := range forwarder.LocalZones {
+		for _, rrs := range forwarder.LocalRecords(snap, zone) {
+			for _, rr := range rrs {
+				h := rr.Header()
+				out = append(out, Record{
+					Name:  h.Name,
+					Type:  dns.TypeToString[h.Rrtype],
+					TTL:   h.Ttl,
+					Value: strings.TrimSpace(strings.TrimPrefix(rr.String(), h.String())),
+				})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		if a.Type != b.Type {
+			return a.Type < b.Type
+		}
+		return a.Value < b.Value
+	})
+	return out
+}
