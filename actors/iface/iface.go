@@ -314,8 +314,10 @@ func (a *Actor) created(h *netlink.Handle, kind string, dummyErr error) (netlink
 }
 
 // unsupportedKind reports whether a link-add error means the kernel does not
-// know the link kind (no driver built in or loadable).
+// know the link kind (no driver built in or loadable): rtnetlink answers
+// EOPNOTSUPP, which ip(8) prints as "Unknown device type". Other errors
+// (EPERM, a bad name) would fail for ifb too and must not be remembered as
+// "no dummy driver".
 func unsupportedKind(err error) bool {
-	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENODEV) ||
-		errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EAFNOSUPPORT)
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENODEV)
 }

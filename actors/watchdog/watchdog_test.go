@@ -309,3 +309,49 @@ func TestRealSdNotify(t *testing.T) {
 		t.Fatal("the notifier unset NOTIFY_SOCKET")
 	}
 }
+
+// TestTransportOptions: a daemon with its TCP server disabled is probed on
+// UDP only (WithTCPAddr of a zero address), and split ports are honoured.
+func TestTransportOptions(t *testing.T) {
+	udpOnly := wt.Start(t, wt.Loopback, wt.Good, wt.Absent)
+	tcpOnly := wt.Start(t, wt.Loopback, wt.Absent, wt.Good)
+	cases := []struct {
+		name      string
+		addr      netip.AddrPort
+		opts      []Option
+		wantReady bool
+	}{
+		{"udp only, tcp probed too", udpOnly, nil, false},
+		{"udp only, tcp skipped", udpOnly, []Option{WithTCPAddr(netip.AddrPort{})}, true},
+		{"split ports", udpOnly, []Option{WithTCPAddr(tcpOnly)}, true},
+		{"tcp only, udp skipped", tcpOnly, []Option{WithUDPAddr(netip.AddrPort{})}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ready := make(chan struct{}, 1)
+			notify := NotifierFunc(func(s string) error {
+				if s == "READY=1" {
+					ready <- struct{}{}
+				}
+				return nil
+			})
+			w := newWatchdog(c.addr, 50*time.Millisecond, time.Minute, notify, func(int) {}, zerolog.Nop(),
+				append([]Option{WithProbeTimeout(200 * time.Millisecond)}, c.opts...)...)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Serve(ctx) }()
+			select {
+			case <-ready:
+				if !c.wantReady {
+					t.Error("READY=1 although the TCP probe cannot pass")
+				}
+			case <-time.After(time.Second):
+				if c.wantReady {
+					t.Error("no READY=1 within 1s")
+				}
+			}
+			cancel()
+			<-done
+		})
+	}
+}

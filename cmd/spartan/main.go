@@ -57,12 +57,13 @@ func run(args []string, stderr io.Writer) int {
 	defer stop()
 	d := newDaemon(cfg, log)
 	log.Info().Str("version", Version).Stringers("bind_ips", stringers(cfg.BindIPs)).Msg("spartan starting")
-	if err := d.run(ctx); err != nil {
+	code, err := d.run(ctx)
+	if err != nil {
 		log.Error().Err(err).Msg("spartan stopped with an error")
 		return 1
 	}
-	log.Info().Msg("spartan stopped")
-	return 0
+	log.Info().Int("exit_code", code).Msg("spartan stopped")
+	return code
 }
 
 func stringers[T fmt.Stringer](xs []T) []fmt.Stringer {

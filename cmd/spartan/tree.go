@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -11,6 +12,7 @@ import (
 	"github.com/spartan-dns/spartan/actors/iface"
 	"github.com/spartan-dns/spartan/actors/listener"
 	"github.com/spartan-dns/spartan/actors/masters"
+	"github.com/spartan-dns/spartan/actors/watchdog"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
@@ -36,11 +38,15 @@ type daemon struct {
 	fwd   *forwarder.Forwarder
 	tree  *supervisor.Tree
 	udp   []*listener.UDP
+
+	// failed carries the exit code when an actor decides the process must
+	// die (the watchdog after its grace period).
+	failed chan int
 }
 
 func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	reg := config.NewRegistry()
-	d := &daemon{cfg: cfg, log: log, store: config.NewStore(cfg, reg)}
+	d := &daemon{cfg: cfg, log: log, store: config.NewStore(cfg, reg), failed: make(chan int, 1)}
 	d.fwd = forwarder.New(d.store, log)
 	d.tree = supervisor.New("spartan", rootOpts, log)
 	root := d.tree.Root()
@@ -72,17 +78,60 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	if a := iface.New(cfg.Interface, cfg.BindIPs, log.With().Str("actor", "interface").Logger()); a != nil {
 		node.Actor("interface", a)
 	}
+	if udp, tcp := probeAddrs(cfg); udp.IsValid() || tcp.IsValid() {
+		node.Actor("watchdog", watchdog.New(udp, cfg.Watchdog.Interval, cfg.Watchdog.Grace, watchdog.SdNotifier{}, d.fail,
+			log.With().Str("actor", "watchdog").Logger(), watchdog.WithUDPAddr(udp), watchdog.WithTCPAddr(tcp)))
+	}
 
 	d.addAPI(root)
 	return d
 }
 
-// run serves until ctx is cancelled, then shuts down cleanly: the tree
-// stops, in-flight queries are answered, sockets close.
-func (d *daemon) run(ctx context.Context) error {
+// probeAddrs is where the watchdog checks ready.spartan: the first bind IP,
+// on each enabled transport.
+func probeAddrs(cfg *config.Config) (udp, tcp netip.AddrPort) {
+	if len(cfg.BindIPs) == 0 {
+		return
+	}
+	ip := cfg.BindIPs[0]
+	if cfg.UDPServerEnabled {
+		udp = netip.AddrPortFrom(ip, uint16(cfg.UDPPort))
+	}
+	if cfg.TCPServerEnabled {
+		tcp = netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
+	}
+	return udp, tcp
+}
+
+// fail asks the daemon to stop and exit with code (non-zero). Called from
+// an actor; never blocks.
+func (d *daemon) fail(code int) {
+	select {
+	case d.failed <- code:
+	default:
+	}
+}
+
+// run serves until ctx is cancelled or an actor calls fail, then shuts down
+// cleanly: the tree stops, in-flight queries are answered, sockets close.
+// It returns the exit code.
+func (d *daemon) run(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var code atomic.Int32
+	go func() {
+		select {
+		case c := <-d.failed:
+			code.Store(int32(c))
+			d.log.Error().Int("exit_code", c).Msg("fatal: stopping")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	err := d.tree.Serve(ctx)
+	cancel()
 	for _, l := range d.udp {
 		l.Close()
 	}
-	return err
+	return int(code.Load()), err
 }

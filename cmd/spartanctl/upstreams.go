@@ -51,10 +51,10 @@ func upstreamsMain(out, errOut io.Writer, socket string, args []string) int {
 		fmt.Fprintln(out, "no upstreams configured")
 		return 0
 	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ADDRESS\tROUTES\tOK\tFAILURES\tSTALLS\tMEAN\tP50\tP99\tSCORE\tRANK\t")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tROUTES\tOK\tFAILURES\tSTALLS\tMEAN\tP50\tP99\tSCORE\tRANK")
 	for _, u := range resp.Upstreams {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%.2f\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%.2f\t%d\n",
 			u.Address, strings.Join(u.Routes, ","), u.Successes, u.Failures, u.Stalls,
 			ms(u.Successes, u.LatencyMeanMs), ms(u.Successes, u.LatencyP50Ms), ms(u.Successes, u.LatencyP99Ms),
 			u.Score, u.Rank)
