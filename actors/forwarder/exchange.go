@@ -162,8 +162,10 @@ func (f *Forwarder) exchangeOnce(st *raceState, u *config.Upstream, q []byte, qE
 		} else {
 			var n int
 			n, err = conn.Read(rbuf[:])
-			if err == nil && n > limits.UDPPayloadMax {
-				continue // oversized: ignore, as if never received
+			if (err == nil && n > limits.UDPPayloadMax) || (n == 0 && err == io.EOF) {
+				// Oversized, or an empty datagram (which os.File reports as
+				// EOF): not a reply, ignore it as if never received.
+				continue
 			}
 			msg = rbuf[:n]
 		}

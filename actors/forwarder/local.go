@@ -40,6 +40,16 @@ func answerLocal(snap *config.Snapshot, zone string, q []byte, qEnd int) []byte 
 	rep.RecursionAvailable = true
 	qs := req.Question[0]
 	name := strings.ToLower(qs.Name)
+	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
+		// For its local zones Spartan is the responder: an EDNS version it
+		// does not speak gets BADVERS with a version 0 OPT (RFC 6891 6.1.3).
+		rep.SetEdns0(dns.DefaultMsgSize, opt.Do())
+		rep.Rcode = dns.RcodeBadVers
+		if out, err := rep.Pack(); err == nil {
+			return out
+		}
+		return errorReply(q, qEnd, rcodeServFail)
+	}
 
 	records, exists := LocalRecords(snap, zone)[name]
 	if !exists {

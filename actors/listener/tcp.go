@@ -23,8 +23,10 @@ import (
 // answered by its own goroutine as soon as it completes (out of order), and
 // a connection with nothing in flight is closed after the idle timeout.
 //
-// The connections belong to the run of Serve that accepted them: when Serve
-// ends, they are closed, so a restarted listener leaks nothing.
+// The connections belong to the run of Serve that accepted them: when the
+// run ends (killed, or shutdown), they stop reading, the queries already
+// read are answered, and they are closed before Serve returns, so a
+// restarted listener leaks nothing and loses no query it had accepted.
 type TCP struct {
 	addr   netip.AddrPort
 	fwd    *forwarder.Forwarder
@@ -32,6 +34,9 @@ type TCP struct {
 	log    zerolog.Logger
 
 	conns atomic.Int64 // open client connections, for limits.TCPConnections
+	// prev is the listening socket of the last run, left open when the run
+	// was cancelled so that connections queue in it until the next run.
+	prev atomic.Pointer[net.TCPListener]
 	// Refused counts connections closed at once because of tcp_connections.
 	Refused atomic.Uint64
 }
@@ -43,7 +48,18 @@ func NewTCP(addr netip.AddrPort, fwd *forwarder.Forwarder, limits config.LimitsC
 
 func (l *TCP) String() string { return "tcp-" + l.addr.Addr().String() }
 
+// endGrace is how long a connection of a run that ended still reads, for
+// queries that were already on their way.
+const endGrace = 50 * time.Millisecond
+
 // Serve implements suture.Service.
+//
+// Like the UDP listener, a run that ends because its context was cancelled
+// (killed, or the tree stopping) leaves its listening socket open: clients
+// that connect meanwhile wait in its accept queue. The next run binds its
+// own socket first (SO_REUSEPORT), then accepts what queued in the old one
+// and closes it, so a restart refuses no connection. Close releases the
+// socket for good.
 func (l *TCP) Serve(ctx context.Context) error {
 	ln, err := listenTCP(ctx, l.addr)
 	if err != nil {
@@ -51,17 +67,41 @@ func (l *TCP) Serve(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	keep := false
 	defer func() {
 		cancel()
-		_ = ln.Close()
+		if keep {
+			l.prev.Store(ln)
+		} else {
+			_ = ln.Close()
+		}
 		wg.Wait()
 	}()
-	context.AfterFunc(runCtx, func() { _ = ln.Close() })
+	// Wake Accept without closing the socket.
+	context.AfterFunc(runCtx, func() { _ = ln.SetDeadline(time.Now()) })
+
+	if old := l.prev.Swap(nil); old != nil {
+		_ = old.SetDeadline(time.Now().Add(drainWindow))
+		n := 0
+		for {
+			c, err := old.AcceptTCP()
+			if err != nil {
+				break
+			}
+			n++
+			l.serve(runCtx, &wg, c)
+		}
+		_ = old.Close()
+		if n > 0 {
+			l.log.Info().Int("connections", n).Msg("served connections queued during restart")
+		}
+	}
 
 	for {
 		c, err := ln.AcceptTCP()
 		if err != nil {
 			if ctx.Err() != nil {
+				keep = true
 				return ctx.Err()
 			}
 			var ne net.Error
@@ -70,19 +110,33 @@ func (l *TCP) Serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("tcp accept %s: %w", l.addr, err)
 		}
-		if l.conns.Add(1) > int64(l.limits.TCPConnections) {
-			l.conns.Add(-1)
-			l.Refused.Add(1)
-			_ = c.SetLinger(0)
-			_ = c.Close()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer l.conns.Add(-1)
-			l.serveConn(runCtx, c)
-		}()
+		l.serve(runCtx, &wg, c)
+	}
+}
+
+// serve starts serving one accepted connection under the run's context,
+// unless limits.tcp_connections is reached.
+func (l *TCP) serve(ctx context.Context, wg *sync.WaitGroup, c *net.TCPConn) {
+	if l.conns.Add(1) > int64(l.limits.TCPConnections) {
+		l.conns.Add(-1)
+		l.Refused.Add(1)
+		_ = c.SetLinger(0)
+		_ = c.Close()
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer l.conns.Add(-1)
+		l.serveConn(ctx, c)
+	}()
+}
+
+// Close closes the listening socket a cancelled run left open. Call it once
+// the tree has stopped.
+func (l *TCP) Close() {
+	if ln := l.prev.Swap(nil); ln != nil {
+		_ = ln.Close()
 	}
 }
 
@@ -95,7 +149,35 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 		pending  atomic.Int64
 		slots    = make(chan struct{}, l.limits.TCPPipeline)
 	)
-	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	// When the run ends, the connection goes on reading for endGrace only:
+	// a query the client sent just before (still in the socket buffer) is
+	// answered, not reset. Then it stops reading (not closing: the queries
+	// already read still get their replies). dlMu orders the deadlines set
+	// by the loop and by the cancel, so a cancel is never overridden.
+	var (
+		dlMu  sync.Mutex
+		endBy time.Time // zero while the run is live
+	)
+	setDeadline := func(d time.Duration) {
+		dlMu.Lock()
+		defer dlMu.Unlock()
+		dl := time.Now().Add(d)
+		if !endBy.IsZero() && endBy.Before(dl) {
+			dl = endBy
+		}
+		_ = c.SetReadDeadline(dl)
+	}
+	ending := func() bool {
+		dlMu.Lock()
+		defer dlMu.Unlock()
+		return !endBy.IsZero()
+	}
+	stop := context.AfterFunc(ctx, func() {
+		dlMu.Lock()
+		defer dlMu.Unlock()
+		endBy = time.Now().Add(endGrace)
+		_ = c.SetReadDeadline(endBy)
+	})
 	defer func() {
 		stop()
 		// Let the queries already read finish (bounded by upstream_timeout),
@@ -108,16 +190,16 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 	for {
 		// Wait for the first byte of the next frame up to the idle timeout;
 		// while queries are in flight the connection is not idle.
-		_ = c.SetReadDeadline(time.Now().Add(l.limits.TCPIdleTimeout))
+		setDeadline(l.limits.TCPIdleTimeout)
 		if _, err := io.ReadFull(c, lenBuf[:1]); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && pending.Load() > 0 {
+			if errors.Is(err, os.ErrDeadlineExceeded) && pending.Load() > 0 && !ending() {
 				continue
 			}
 			return
 		}
 		// The rest of the frame must follow promptly: a client that starts
 		// a frame and stalls (slowloris) is cut off.
-		_ = c.SetReadDeadline(time.Now().Add(l.limits.TCPReadTimeout))
+		setDeadline(l.limits.TCPReadTimeout)
 		if _, err := io.ReadFull(c, lenBuf[1:]); err != nil {
 			return
 		}
@@ -158,7 +240,12 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 			wmu.Lock()
 			defer wmu.Unlock()
 			_ = c.SetWriteDeadline(time.Now().Add(l.limits.TCPReadTimeout))
-			_, _ = c.Write(frame)
+			if _, err := c.Write(frame); err != nil {
+				// A client that does not read its answers (or a half-written
+				// frame that broke the stream) loses the connection: it must
+				// not hold a slot of tcp_connections while its queries pile up.
+				_ = c.Close()
+			}
 		}()
 	}
 }

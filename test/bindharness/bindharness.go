@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/spartan-dns/spartan/test/harness"
 )
 
 // Zones and names served by every Named. Names are fully qualified.
@@ -91,20 +92,6 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return w.n.log.Write(p)
 }
 
-// requireTool mirrors harness.RequireTool: a missing prerequisite fails the
-// test in CI and skips it elsewhere.
-func requireTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("required tool %q not found: %v", name, err)
-		}
-		t.Skipf("required tool %q not found: %v", name, err)
-	}
-	return p
-}
-
 // Start generates keys, zones and named.conf in a temp dir, starts named on
 // ip and a free port, and waits until it answers. named only listens on
 // addresses configured on an interface, so on a host whose lo carries just
@@ -113,15 +100,17 @@ func requireTool(t testing.TB, name string) string {
 // named is stopped at Cleanup.
 func Start(t testing.TB, ip string) *Named {
 	t.Helper()
-	namedBin := requireTool(t, "named")
-	requireTool(t, "dnssec-keygen")
-	requireTool(t, "dnssec-signzone")
+	namedBin := harness.RequireTool(t, "named")
+	tools := signTools{keygen: harness.RequireTool(t, "dnssec-keygen"), signzone: harness.RequireTool(t, "dnssec-signzone")}
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		t.Fatalf("bindharness: bad ip %q: %v", ip, err)
 	}
+	if !isInterfaceAddr(addr) {
+		t.Fatalf("bindharness: %s is not configured on any interface, and named listens only on interface addresses (use 127.0.0.1)", addr)
+	}
 	dir := t.TempDir()
-	if err := writeZones(dir); err != nil {
+	if err := writeZones(dir, tools); err != nil {
 		t.Fatalf("bindharness: %v", err)
 	}
 	// The port is found free then handed to named; another process may take
@@ -153,10 +142,9 @@ func Start(t testing.TB, ip string) *Named {
 			close(n.exited)
 		}()
 		if err := n.waitReady(10 * time.Second); err != nil {
-			early := !n.Alive()
 			n.kill()
 			lastLog = n.Log()
-			if early && strings.Contains(lastLog, "address in use") {
+			if strings.Contains(lastLog, "address in use") {
 				continue // lost the port race
 			}
 			t.Fatalf("bindharness: named not ready: %v\n%s", err, lastLog)
@@ -228,6 +216,19 @@ func (n *Named) Alive() bool {
 	default:
 		return true
 	}
+}
+
+func isInterfaceAddr(a netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // cannot tell: let named try
+	}
+	for _, ia := range addrs {
+		if p, err := netip.ParsePrefix(ia.String()); err == nil && p.Addr() == a {
+			return true
+		}
+	}
+	return false
 }
 
 func freePort(addr netip.Addr) (uint16, error) {
@@ -308,7 +309,11 @@ func txtRR(owner string, c byte) string {
 	return b.String()
 }
 
-func writeZones(dir string) error {
+// signTools are the resolved paths of the DNSSEC tools (they live in
+// /usr/sbin on some systems, which is not always on PATH).
+type signTools struct{ keygen, signzone string }
+
+func writeZones(dir string, tools signTools) error {
 	files := map[string]string{}
 
 	signed := soa(SignedZone) + "www IN A 192.0.2.10\nwww IN AAAA 2001:db8::10\ntxt IN TXT \"hello signed\"\n"
@@ -339,14 +344,14 @@ c3 IN CNAME a
 			return fmt.Errorf("write zone %s: %w", name, err)
 		}
 	}
-	if err := signZone(dir, SignedZone, "signed.test.db", nil); err != nil {
+	if err := signZone(tools, dir, SignedZone, "signed.test.db", nil); err != nil {
 		return err
 	}
-	return signZone(dir, NSEC3Zone, "nsec3.test.db", []string{"-3", "-", "-H", "0"})
+	return signZone(tools, dir, NSEC3Zone, "nsec3.test.db", []string{"-3", "-", "-H", "0"})
 }
 
 // signZone makes a KSK and a ZSK for zone and signs file into file.signed.
-func signZone(dir, zone, file string, extra []string) error {
+func signZone(tools signTools, dir, zone, file string, extra []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	keydir := filepath.Join(dir, "keys-"+strings.TrimSuffix(zone, "."))
@@ -357,7 +362,7 @@ func signZone(dir, zone, file string, extra []string) error {
 		{"-q", "-K", keydir, "-a", "ECDSAP256SHA256", "-f", "KSK", zone},
 		{"-q", "-K", keydir, "-a", "ECDSAP256SHA256", zone},
 	} {
-		out, err := exec.CommandContext(ctx, "dnssec-keygen", args...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, tools.keygen, args...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("dnssec-keygen %v: %w: %s", args, err, out)
 		}
@@ -365,7 +370,7 @@ func signZone(dir, zone, file string, extra []string) error {
 	// -S: smart signing picks up both keys from keydir and adds the DNSKEYs.
 	args := append([]string{"-S", "-K", keydir, "-o", zone, "-f", file + ".signed"}, extra...)
 	args = append(args, file)
-	cmd := exec.CommandContext(ctx, "dnssec-signzone", args...)
+	cmd := exec.CommandContext(ctx, tools.signzone, args...)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("dnssec-signzone %v: %w: %s", args, err, out)

@@ -2,27 +2,19 @@ package bindharness
 
 import (
 	"bytes"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/spartan-dns/spartan/test/harness"
 )
 
 func dig(t *testing.T, n *Named, args ...string) string {
 	t.Helper()
-	requireTool(t, "dig")
-	all := append([]string{"@" + n.Addr.Addr().String(), "-p", itoa(n.Addr.Port()), "+time=2", "+tries=1"}, args...)
-	out, err := exec.Command("dig", all...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("dig %v: %v\n%s", all, err, out)
-	}
-	return string(out)
+	return harness.Dig(t, append([]string{"@" + n.Addr.Addr().String(), "-p", strconv.Itoa(int(n.Addr.Port())), "+time=2", "+tries=1"}, args...)...)
 }
-
-func itoa(p uint16) string { return strconv.Itoa(int(p)) }
 
 // TestZones checks every zone promise the package makes, with dig and with
 // miekg/dns, so conformance tests can rely on them.

@@ -365,6 +365,25 @@ func TestRFC5625_4_4_1_TruncationPassedThrough(t *testing.T) {
 			}
 		})
 	}
+	// A TC reply from an upstream is handed over as it is: the proxy does
+	// not swap in an answer of its own (or an empty one).
+	f := newFakeUpstream(t, func(q received) []byte {
+		return replyTo(q, func(r *dns.Msg) { r.Truncated = true }, q.Msg.Question[0].Name+" 60 IN A 192.0.2.4")
+	})
+	sp := startSpartan(t, f.Addr, nil)
+	t.Run("fake upstream TC", func(t *testing.T) {
+		q := pack(t, query("tc.fake.test.", dns.TypeA, nil))
+		got, err := exchangeRaw(sp.Addr, "udp", q)
+		if err != nil {
+			t.Fatalf("query: %v", err)
+		}
+		var m dns.Msg
+		_ = m.Unpack(q)
+		want := replyTo(received{Msg: &m}, func(r *dns.Msg) { r.Truncated = true }, "tc.fake.test. 60 IN A 192.0.2.4")
+		if !bytes.Equal(withoutID(got), withoutID(want)) {
+			t.Errorf("TC reply changed on the way\n--- upstream sent:\n%s\n--- client got:\n%s", unpack(want), unpack(got))
+		}
+	})
 	// dig retries over TCP on TC and must get the whole answer.
 	out := harness.Dig(t, digArgs(e.sp.Addr, "+noedns", bindharness.NameManyA, "A")...)
 	if !strings.Contains(out, "Truncated, retrying in TCP mode") || !strings.Contains(out, "ANSWER: 100") {

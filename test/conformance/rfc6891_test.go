@@ -89,10 +89,10 @@ func TestRFC6891_6_2_5_PayloadSize(t *testing.T) {
 	}
 }
 
-// RFC 6891 §6.1.2 / §7: options the proxy does not know travel both ways
+// RFC 6891 §6.2.6 (and §6.1.2): options the proxy does not know travel both ways
 // untouched: the client's option reaches the upstream, the upstream's
 // option reaches the client.
-func TestRFC6891_7_UnknownOptions(t *testing.T) {
+func TestRFC6891_6_2_6_MiddleboxPassesOptions(t *testing.T) {
 	clientOpt := []byte("from-the-client")
 	f := newFakeUpstream(t, func(q received) []byte {
 		return replyTo(q, func(r *dns.Msg) {
@@ -131,5 +131,50 @@ func TestRFC6891_7_UnknownOptions(t *testing.T) {
 		if !seen {
 			t.Errorf("%s: upstream never saw the query", network)
 		}
+	}
+}
+
+// RFC 6891 §7: for its local zones Spartan is the responder, so a query
+// with OPT gets an OPT back, and an EDNS version it does not implement gets
+// BADVERS (RFC 6891 §6.1.3). A query without OPT gets none.
+func TestRFC6891_7_LocalZoneResponder(t *testing.T) {
+	f := newFakeUpstream(t, echoA)
+	sp := startSpartan(t, f.Addr, nil)
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network+"/OPT echoed", func(t *testing.T) {
+			got, err := exchangeRaw(sp.Addr, network, pack(t, query("ready.spartan.", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, true) })))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := mustUnpack(t, got)
+			if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+				t.Fatalf("ready.spartan: want one A record, got\n%v", m)
+			}
+			if m.IsEdns0() == nil {
+				t.Errorf("a query with OPT got a local answer without OPT")
+			}
+		})
+		t.Run(network+"/no OPT added", func(t *testing.T) {
+			got, err := exchangeRaw(sp.Addr, network, pack(t, query("ready.spartan.", dns.TypeA, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := mustUnpack(t, got); m.IsEdns0() != nil {
+				t.Errorf("a query without OPT got a local answer with OPT %v", m.IsEdns0())
+			}
+		})
+		t.Run(network+"/BADVERS", func(t *testing.T) {
+			got, err := exchangeRaw(sp.Addr, network, pack(t, query("ready.spartan.", dns.TypeA, func(m *dns.Msg) {
+				m.SetEdns0(1232, false)
+				m.IsEdns0().SetVersion(1)
+			})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := mustUnpack(t, got)
+			if m.Rcode != dns.RcodeBadVers || m.IsEdns0() == nil || m.IsEdns0().Version() != 0 {
+				t.Errorf("EDNS version 1 to a local zone: want BADVERS with an OPT of version 0, got\n%v", m)
+			}
+		})
 	}
 }

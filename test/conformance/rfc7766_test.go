@@ -14,9 +14,9 @@ import (
 	"github.com/spartan-dns/spartan/test/bindharness"
 )
 
-// RFC 7766 §6.2.1: many queries may be sent on one connection without
+// RFC 7766 §6.2.1.1: many queries may be sent on one connection without
 // waiting for answers, and every one is answered.
-func TestRFC7766_6_2_1_Pipelining(t *testing.T) {
+func TestRFC7766_6_2_1_1_QueryPipelining(t *testing.T) {
 	e := withNamed(t, nil)
 	names := []struct {
 		qname string
@@ -78,9 +78,9 @@ func TestRFC7766_6_2_1_Pipelining(t *testing.T) {
 	}
 }
 
-// RFC 7766 §6.2.1.1: answers are sent as they complete, so a fast answer
+// RFC 7766 §7 (and §6.2.1.1): answers are sent as they complete, so a fast answer
 // overtakes a slow one on the same connection.
-func TestRFC7766_6_2_1_1_OutOfOrderAnswers(t *testing.T) {
+func TestRFC7766_7_ResponseReordering(t *testing.T) {
 	const delay = 800 * time.Millisecond
 	f := newFakeUpstream(t, func(q received) []byte {
 		if q.Msg == nil {
@@ -219,9 +219,9 @@ func TestRFC7766_6_2_3_IdleTimeout(t *testing.T) {
 	})
 }
 
-// RFC 7766 §6.2.3 (and §6.1): with the default 10 s idle timeout the server
+// RFC 7766 §6.2.1 (and §6.2.3): with the default 10 s idle timeout the server
 // keeps the connection open after an answer so the client can reuse it.
-func TestRFC7766_6_2_3_ConnectionReuse(t *testing.T) {
+func TestRFC7766_6_2_1_ConnectionReuse(t *testing.T) {
 	f := newFakeUpstream(t, echoA)
 	sp := startSpartan(t, f.Addr, nil)
 	c, err := net.DialTimeout("tcp", sp.Addr.String(), ioTimeout)

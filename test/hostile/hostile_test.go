@@ -30,6 +30,7 @@ func clientLimits() map[string]any {
 func TestHostileUDPClients(t *testing.T) {
 	up := newUpstream(t)
 	d := startDaemon(t, map[string]any{
+		"handler_limit":      16,
 		"upstream_resolvers": []string{up.Addr.String()},
 		"upstream_timeout":   "1s",
 		"limits":             clientLimits(),
@@ -132,6 +133,21 @@ func TestHostileUDPClients(t *testing.T) {
 				continue
 			}
 			checkRejection(t, q, r, []int{dns.RcodeFormatError})
+		}
+		d.checkHealthy(t)
+	})
+
+	// More queries than handler_limit (16) at once, all waiting on a slow
+	// upstream: the excess is shed, and the daemon recovers.
+	t.Run("beyond handler_limit", func(t *testing.T) {
+		var pkts [][]byte
+		for i := 0; i < 300; i++ {
+			pkts = append(pkts, pack(t, query(fmt.Sprintf("slow.f%d.hostile.test.", i), dns.TypeA)))
+		}
+		replies := udpReplies(t, d.sp.Addr, pkts, 1500*time.Millisecond)
+		t.Logf("300 queries against handler_limit 16: %d answered", len(replies))
+		if len(replies) == 0 {
+			t.Errorf("nothing answered: shedding should keep the first queries")
 		}
 		d.checkHealthy(t)
 	})
@@ -249,6 +265,34 @@ func TestHostileTCPClients(t *testing.T) {
 		})
 	}
 
+	// Not standard queries, over TCP: FORMERR or NOTIMP on the same
+	// connection, which stays usable.
+	t.Run("rejected over TCP", func(t *testing.T) {
+		two := query("ok.hostile.test.", dns.TypeA)
+		two.Question = append(two.Question, two.Question[0])
+		notify := query("ok.hostile.test.", dns.TypeSOA)
+		notify.Opcode = dns.OpcodeNotify
+		c := dialTCP(t, d.sp.Addr)
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		for _, q := range [][]byte{pack(t, two), pack(t, notify)} {
+			if _, err := c.Write(frame(q)); err != nil {
+				t.Fatal(err)
+			}
+			r, err := readFrame(c)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			checkRejection(t, q, r, []int{dns.RcodeFormatError, dns.RcodeNotImplemented})
+		}
+		if _, err := c.Write(frame(ok)); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := readFrame(c); err != nil || binary.BigEndian.Uint16(r) != binary.BigEndian.Uint16(ok) {
+			t.Errorf("connection unusable after the rejections: %v", err)
+		}
+		d.checkHealthy(t)
+	})
+
 	// Slowloris: connections that start a frame and stall are cut off by
 	// the read timeout, and meanwhile others are served.
 	t.Run("slowloris", func(t *testing.T) {
@@ -331,6 +375,34 @@ func TestHostileTCPClients(t *testing.T) {
 		d.checkHealthy(t)
 	})
 
+	// A client that pipelines queries with large answers and never reads:
+	// Spartan's writes stall, and it must give the connection up rather
+	// than hold it (and its goroutines and handler slots) indefinitely.
+	t.Run("client never reads", func(t *testing.T) {
+		// Premise: a reading client does get the ~60 KB answer.
+		r, err := harness.Query(d.sp.Addr, "bigtxt.premise.hostile.test.", dns.TypeTXT, true, 3*time.Second)
+		if err != nil || len(r.Answer) != 220 {
+			t.Fatalf("premise: want 220 TXT records over TCP, got %v (%v)", r, err)
+		}
+		c := dialTCP(t, d.sp.Addr)
+		_ = c.SetReadBuffer(4096)
+		var all []byte
+		for i := 0; i < 100; i++ {
+			all = append(all, frame(pack(t, query(fmt.Sprintf("bigtxt.n%d.hostile.test.", i), dns.TypeTXT)))...)
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		_, _ = c.Write(all) // may stall once Spartan stops reading; that is fine
+		// Wait, without reading, for Spartan to give up: its write deadline
+		// (tcp_read_timeout, 1s) passes and it must close. Only then drain.
+		time.Sleep(3 * time.Second)
+		took, err := waitClosed(c, 5*time.Second)
+		if err != nil {
+			t.Errorf("connection of a client that never reads is still open 3s+%v later", took)
+		}
+		c.Close()
+		d.checkHealthy(t)
+	})
+
 	// Pipelining beyond tcp_pipeline (4): never more than 4 of one
 	// connection's queries upstream at once, and the connection is not
 	// wedged: what is answered is answered correctly.
@@ -397,6 +469,7 @@ func TestHostileUpstreams(t *testing.T) {
 		{"wrongid", "udp", good},
 		{"wrongq", "udp", good},
 		{"otheraddr", "udp", good},
+		{"otherip", "udp", good},
 		{"garbage", "udp", good},
 		{"short", "udp", good},
 		{"empty", "udp", good},
@@ -411,6 +484,7 @@ func TestHostileUpstreams(t *testing.T) {
 		{"garbage", "tcp", either},
 		{"huge", "tcp", either},
 		{"tcphuge", "tcp", servfail},
+		{"tcpreset", "tcp", servfail},
 		{"drip", "tcp", servfail},
 		{"silent", "tcp", servfail},
 	}
@@ -434,6 +508,7 @@ func TestHostileUpstreams(t *testing.T) {
 					t.Fatalf("the forged answer reached the client:\n%v", r)
 				}
 			}
+			t.Logf("%s after %v", dns.RcodeToString[r.Rcode], took)
 			switch {
 			case tc.want == good && !gotGood,
 				tc.want == servfail && !gotServfail,

@@ -2,6 +2,7 @@ package hostile
 
 import (
 	"crypto/rand"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -30,6 +31,7 @@ type upstream struct {
 	Addr netip.AddrPort
 	udp  *net.UDPConn
 	alt  *net.UDPConn // another socket on the same IP: replies "from another address"
+	alt2 *net.UDPConn // the same port on another loopback IP: replies "from another IP"
 	tcp  *net.TCPListener
 
 	slowInflight, slowMax atomic.Int64
@@ -53,11 +55,17 @@ func newUpstream(t *testing.T) *upstream {
 	if err != nil {
 		t.Fatalf("upstream alt udp: %v", err)
 	}
+	b := ip.As4()
+	b[3] ^= 0x80
+	alt2, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom4(b), uint16(port))))
+	if err != nil {
+		t.Fatalf("upstream alt2 udp: %v", err)
+	}
 	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
 	if err != nil {
 		t.Fatalf("upstream tcp: %v", err)
 	}
-	up := &upstream{Addr: addr, udp: u, alt: alt, tcp: l, dripDone: make(chan time.Duration, 16), quit: make(chan struct{})}
+	up := &upstream{Addr: addr, udp: u, alt: alt, alt2: alt2, tcp: l, dripDone: make(chan time.Duration, 16), quit: make(chan struct{})}
 	up.wg.Add(2)
 	go up.serveUDP()
 	go up.serveTCP()
@@ -65,6 +73,7 @@ func newUpstream(t *testing.T) *upstream {
 		close(up.quit)
 		u.Close()
 		alt.Close()
+		alt2.Close()
 		l.Close()
 		up.wg.Wait()
 	})
@@ -155,6 +164,8 @@ func (u *upstream) handleUDP(q *dns.Msg, from netip.AddrPort) {
 		u.trackSlow(func() { time.Sleep(300 * time.Millisecond) })
 	case kind == "otheraddr" || kind == "otheraddronly":
 		_, _ = u.alt.WriteToUDPAddrPort(answer(q, badIP, nil), from)
+	case kind == "otherip":
+		_, _ = u.alt2.WriteToUDPAddrPort(answer(q, badIP, nil), from)
 	default:
 		for _, f := range forgeries(kind, q) {
 			_, _ = u.udp.WriteToUDPAddrPort(f, from)
@@ -248,6 +259,22 @@ func (u *upstream) handleTCP(q *dns.Msg, c *net.TCPConn, write func([]byte) erro
 		case u.dripDone <- time.Since(start):
 		default:
 		}
+		return
+	case "tcpreset":
+		_ = c.SetLinger(0)
+		_ = c.Close()
+		return
+	case "bigtxt":
+		// A ~60 KB answer, to fill a client's socket buffer quickly.
+		r := new(dns.Msg)
+		r.SetReply(q)
+		r.Compress = true
+		for i := 0; i < 220; i++ {
+			rr, _ := dns.NewRR(fmt.Sprintf(`%s 60 IN TXT "%03d%s"`, q.Question[0].Name, i, strings.Repeat("x", 240)))
+			r.Answer = append(r.Answer, rr)
+		}
+		b, _ := r.Pack()
+		_ = write(frame(b))
 		return
 	case "tcphuge":
 		h := answer(q, badIP, func(r *dns.Msg) { r.Answer = nil })
