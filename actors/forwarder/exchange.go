@@ -105,11 +105,6 @@ var udpBufPool = sync.Pool{New: func() any { return new([65535]byte) }}
 // deadline, or (once the race is over) LoserGrace. It records the outcome in
 // u's counters and sends exactly one result to out, which has room for it.
 func (f *Forwarder) exchange(st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, start, deadline time.Time, limits config.LimitsConfig, out chan<- result) {
-	reply, err := f.exchangeOnce(st, u, q, qEnd, tcp, start, deadline, limits)
-	out <- result{u: u, reply: reply, err: err}
-}
-
-func (f *Forwarder) exchangeOnce(st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, start, deadline time.Time, limits config.LimitsConfig) ([]byte, error) {
 	network := "udp"
 	if tcp {
 		network = "tcp"
@@ -117,10 +112,16 @@ func (f *Forwarder) exchangeOnce(st *raceState, u *config.Upstream, q []byte, qE
 	conn, err := f.Dial.Dial(network, u.Addr, deadline)
 	if err != nil {
 		u.Failures.Add(1)
-		return nil, err
+		out <- result{u: u, err: err}
+		return
 	}
-	defer conn.Close()
+	reply, err := f.exchangeOn(conn, st, u, q, qEnd, tcp, start, deadline, limits)
+	out <- result{u: u, reply: reply, err: err}
+	conn.Close() // after delivering: closing is not on the client's path
+}
 
+func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, start, deadline time.Time, limits config.LimitsConfig) ([]byte, error) {
+	var err error
 	id := uint16(f.Rand(1 << 16))
 	var wbuf []byte
 	if tcp {

@@ -1,6 +1,12 @@
 // Package httpapi is the HTTP actor: Prometheus metrics on /metrics and the
 // /v1 API (version, hosts, services, local records).
 //
+// The /v1 lookups go through the forwarder exactly as a client's query
+// would (same routing, same handler_limit slot). Errors are JSON
+// {"error": "..."}: 400 for a name that is not a domain name, 404 for
+// NXDOMAIN or no records of the type, 502 for SERVFAIL or no usable reply,
+// 503 when handler_limit is reached, 405 for a method other than GET/HEAD.
+//
 // Metrics cost nothing on the query path: the forwarder, the listeners and
 // the upstreams keep plain atomic counters, and the Collector here reads
 // them only when Prometheus scrapes. Everything is registered on a private

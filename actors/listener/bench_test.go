@@ -24,12 +24,14 @@ import (
 //
 //	go test -run '^$' -bench UDPForward -benchtime 100000x ./actors/listener
 func BenchmarkUDPForward(b *testing.B) {
-	for _, clients := range []int{1, 16, 64} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { benchUDP(b, clients) })
+	for _, pool := range []bool{false, true} {
+		for _, clients := range []int{1, 16, 64} {
+			b.Run(fmt.Sprintf("pool=%v/clients=%d", pool, clients), func(b *testing.B) { benchUDP(b, clients, pool) })
+		}
 	}
 }
 
-func benchUDP(b *testing.B, clients int) {
+func benchUDP(b *testing.B, clients int, pool bool) {
 	up1 := dnstest.StartReflector(b, "127.0.0.1")
 	up2 := dnstest.StartReflector(b, "127.0.0.1")
 	cfg := config.Default()
@@ -37,6 +39,14 @@ func benchUDP(b *testing.B, clients int) {
 	cfg.HandlerLimit = 100000
 	store := config.NewStore(cfg, config.NewRegistry())
 	fwd := forwarder.New(store, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	if pool {
+		p := forwarder.NewSocketPool(256)
+		fwd.UsePool(p)
+		poolDone := make(chan struct{})
+		go func() { _ = p.Serve(ctx); close(poolDone) }()
+		b.Cleanup(func() { cancel(); <-poolDone; p.Close() })
+	}
 
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -45,7 +55,6 @@ func benchUDP(b *testing.B, clients int) {
 	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	pc.Close()
 	l := NewUDP(addr, fwd, zerolog.Nop())
-	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	go func() { _ = l.Serve(ctx); close(served) }()
 	b.Cleanup(func() { cancel(); <-served; l.Close() })

@@ -88,16 +88,23 @@ func (w *zookeeperWatcher) Serve(ctx context.Context) error {
 			}
 		}
 	}
+	zlog := &zkLogger{log: w.log.With().Str("component", "zk").Logger()}
+	defer zlog.detach()
 	conn, _, err := zk.Connect(servers, w.sessionTimeout,
-		zk.WithLogger(zkLogger{w.log.With().Str("component", "zk").Logger()}),
+		zk.WithLogger(zlog),
 		zk.WithEventCallback(onEvent))
 	if err != nil {
 		return fmt.Errorf("zookeeper connect %v: %w", servers, err)
 	}
-	defer conn.Close()
-	// Close unblocks a read that waits on a dead server as soon as ctx ends.
+	// Close unblocks a read that waits on a dead server as soon as ctx
+	// ends. It runs in the background because it waits up to a second for
+	// the server to acknowledge, and Serve must return promptly.
 	stop := context.AfterFunc(ctx, conn.Close)
-	defer stop()
+	defer func() {
+		if stop() {
+			go conn.Close()
+		}
+	}()
 
 	ws := &watchSet{active: map[string]bool{}, changed: make(chan struct{}, 1)}
 	for {
@@ -290,9 +297,25 @@ func (s *watchSet) signal() {
 
 // zkLogger sends the zk library's messages (connects, reconnects, dropped
 // connections) to zerolog at debug level; read failures are logged by the
-// watcher itself, at warn.
-type zkLogger struct{ log zerolog.Logger }
+// watcher itself, at warn. Once Serve has returned it drops them: the
+// library's goroutines wind down in the background and must not log as if
+// this run were still alive.
+type zkLogger struct {
+	log      zerolog.Logger
+	mu       sync.RWMutex
+	detached bool
+}
 
-func (l zkLogger) Printf(format string, args ...any) {
-	l.log.Debug().Msgf(format, args...)
+func (l *zkLogger) Printf(format string, args ...any) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if !l.detached {
+		l.log.Debug().Msgf(format, args...)
+	}
+}
+
+func (l *zkLogger) detach() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.detached = true
 }

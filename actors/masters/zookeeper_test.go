@@ -2,6 +2,7 @@ package masters
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -303,19 +304,71 @@ func TestZookeeperSessionExpiry(t *testing.T) {
 	t.Logf("on the new session, a data change shows up in %v", d)
 }
 
-// TestZookeeperServeStops: cancel returns promptly even when the server is
-// unreachable and a read is waiting on it.
+// TestZookeeperServeStops: Serve returns at once on cancel, also while a
+// read waits on a server that refuses connections or accepts and never
+// answers (the zk library's own Close waits up to a second for those).
 func TestZookeeperServeStops(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	refused := func(t *testing.T) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		return l.Addr().String()
 	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens: the library keeps retrying
-	cfg := zkConfig(t, addr, "/mesos")
-	out := start(t, cfg, nil, newFakeClock())
-	// Let it try for a while; the cleanup in start checks Serve returns.
-	waitFailed(t, out, 5*time.Second, "zookeeper")
+	blackhole := func(t *testing.T) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			var conns []net.Conn
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				conns = append(conns, c)
+			}
+		}()
+		return l.Addr().String()
+	}
+	tests := []struct {
+		name string
+		addr func(*testing.T) string
+	}{
+		{"refused", refused},
+		{"blackhole", blackhole},
+		{"up", func(t *testing.T) string { return zkServer(t).Addr() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := make(chan any, 100)
+			svc := New(zkConfig(t, tt.addr(t), "/mesos"), out, nil, testLogger(t), newFakeClock())
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { svc.Serve(ctx); close(done) }()
+			if tt.name == "up" {
+				next(t, out, 5*time.Second)
+			} else {
+				time.Sleep(300 * time.Millisecond) // a read is waiting now
+			}
+			start := time.Now()
+			cancel()
+			select {
+			case <-done:
+				t.Logf("Serve returned %v after cancel", time.Since(start))
+			case <-time.After(500 * time.Millisecond):
+				t.Fatal("Serve did not return within 500ms of cancel")
+			}
+		})
+	}
 }
 
 func TestZookeeperServers(t *testing.T) {

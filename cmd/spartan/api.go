@@ -22,8 +22,12 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 	m := httpapi.NewMetrics(httpapi.Sources{
 		Store:     d.store,
 		Forwarder: d.fwd,
-		// TODO(lead): TCPRefused needs the TCP listeners (their Refused
-		// counters); the daemon struct does not keep them yet.
+		TCPRefused: func() (n uint64) {
+			for _, l := range d.tcp {
+				n += l.Refused.Load()
+			}
+			return n
+		},
 	})
 	m.Watch(d.tree)
 	api.Actor("http", httpapi.New(httpapi.Options{

@@ -26,6 +26,10 @@ var (
 	groupOpts = supervisor.Options{FailureThreshold: 10, FailureDecay: 10, FailureBackoff: 2 * time.Second}
 )
 
+// socketPoolSize is how many upstream sockets are kept ready: enough for a
+// burst of queries, each pair of which takes two.
+const socketPoolSize = 256
+
 // healthTick is how often the config actor folds the query path's
 // counters into upstream health scores.
 const healthTick = 100 * time.Millisecond
@@ -38,6 +42,8 @@ type daemon struct {
 	fwd   *forwarder.Forwarder
 	tree  *supervisor.Tree
 	udp   []*listener.UDP
+	tcp   []*listener.TCP
+	pool  *forwarder.SocketPool
 
 	// failed carries the exit code when an actor decides the process must
 	// die (the watchdog after its grace period).
@@ -60,8 +66,12 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 		state.Actor("masters", w)
 	}
 
-	// DNS: a UDP and a TCP listener per bind IP.
+	// DNS: a UDP and a TCP listener per bind IP, and the pool that keeps
+	// fresh upstream sockets ready.
 	dns := root.Supervisor("dns", dnsOpts)
+	d.pool = forwarder.NewSocketPool(socketPoolSize)
+	d.fwd.UsePool(d.pool)
+	dns.Actor("sockets", d.pool)
 	for _, ip := range cfg.BindIPs {
 		if cfg.UDPServerEnabled {
 			l := listener.NewUDP(netip.AddrPortFrom(ip, uint16(cfg.UDPPort)), d.fwd, log)
@@ -69,7 +79,9 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 			dns.Actor("udp-"+ip.String(), l)
 		}
 		if cfg.TCPServerEnabled {
-			dns.Actor("tcp-"+ip.String(), listener.NewTCP(netip.AddrPortFrom(ip, uint16(cfg.TCPPort)), d.fwd, cfg.Limits, log))
+			l := listener.NewTCP(netip.AddrPortFrom(ip, uint16(cfg.TCPPort)), d.fwd, cfg.Limits, log)
+			d.tcp = append(d.tcp, l)
+			dns.Actor("tcp-"+ip.String(), l)
 		}
 	}
 
@@ -133,5 +145,9 @@ func (d *daemon) run(ctx context.Context) (int, error) {
 	for _, l := range d.udp {
 		l.Close()
 	}
+	for _, l := range d.tcp {
+		l.Close()
+	}
+	d.pool.Close()
 	return int(code.Load()), err
 }

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -83,7 +84,6 @@ func parseFlags(args []string) (*options, error) {
 		quickDefault(set, "fail-duration", &o.failDur, 8*time.Second)
 		quickDefault(set, "freeze-at", &o.freezeAt, 3*time.Second)
 		quickDefault(set, "warmup", &o.warmup, 500*time.Millisecond)
-		quickDefault(set, "timeout", &o.timeout, 2*time.Second)
 	}
 	o.rows = splitList(rows)
 	for _, s := range splitList(scs) {
@@ -125,6 +125,9 @@ func splitList(s string) []string {
 
 func main() {
 	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
 		os.Exit(2)
@@ -136,11 +139,11 @@ func main() {
 	go func() {
 		sig := <-sigs
 		fmt.Fprintf(os.Stderr, "dnsbench: %v: stopping children\n", sig)
-		killAll()
+		cleanup()
 		os.Exit(130)
 	}()
 	err = run(context.Background(), o)
-	killAll()
+	cleanup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
 		os.Exit(1)
@@ -155,7 +158,9 @@ func run(ctx context.Context, o *options) error {
 	if o.keep {
 		logf("scratch directory kept: %s", dir)
 	} else {
-		defer os.RemoveAll(dir)
+		// Children are killed before this runs (cleanup order), so no NSD
+		// is still writing into the directory.
+		onExit(func() { os.RemoveAll(dir) })
 	}
 	h, err := newHarness(o, dir)
 	if err != nil {

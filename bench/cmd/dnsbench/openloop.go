@@ -39,6 +39,7 @@ type loadRun struct {
 	sendNs  []int64 // actual send time since start
 	recvNs  []int64 // reply time since start, 0 = none
 	rcode   []int32 // reply rcode, -1 = none
+	replied atomic.Int64
 }
 
 const noReply = -1
@@ -92,10 +93,11 @@ func runOpenLoop(ctx context.Context, spec loadSpec) (*loadRun, error) {
 	}
 
 	err = sendSchedule(ctx, spec, conns, slots, run, start, total)
-	// Replies to the last queries may take up to timeout.
-	select {
-	case <-time.After(spec.timeout):
-	case <-ctx.Done():
+	// Replies to the last queries may take up to timeout; stop waiting as
+	// soon as every query has its reply, which for a healthy row is at once.
+	drainEnd := time.Now().Add(spec.timeout)
+	for run.replied.Load() < int64(total) && time.Now().Before(drainEnd) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
 	}
 	for _, c := range conns {
 		_ = c.SetReadDeadline(time.Now())
@@ -163,8 +165,9 @@ func receive(c *net.UDPConn, slot []int64, run *loadRun, start time.Time) {
 		if i < 0 || atomic.LoadInt64(&run.recvNs[i]) != 0 {
 			continue
 		}
-		atomic.StoreInt64(&run.recvNs[i], now)
 		atomic.StoreInt32(&run.rcode[i], int32(buf[3]&0x0f))
+		atomic.StoreInt64(&run.recvNs[i], now)
+		run.replied.Add(1)
 	}
 }
 

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // Output of dnsperf 2.10.0 (Debian), trimmed to what the parser reads.
 const dnsperfOut = `DNS Performance Testing Tool
@@ -51,5 +54,38 @@ func TestParseStat(t *testing.T) {
 	}
 	if _, err := parseStat("garbage"); err == nil {
 		t.Fatal("malformed line must be an error")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		wantErr bool
+		check   func(*options) bool
+	}{
+		{"defaults", nil, false, func(o *options) bool {
+			return o.rounds == 2 && len(o.rows) == 5 && len(o.scenarios) == 5 && o.failDur == 30*time.Second
+		}},
+		{"quick shortens", []string{"--quick"}, false, func(o *options) bool {
+			return o.satDur == 3*time.Second && o.failDur == 8*time.Second && o.timeout == 5*time.Second
+		}},
+		{"explicit flag beats quick", []string{"--quick", "--fail-duration", "12s"}, false, func(o *options) bool {
+			return o.failDur == 12*time.Second && o.freezeAt == 3*time.Second
+		}},
+		{"unknown row", []string{"--rows", "direct,unbound"}, true, nil},
+		{"bad scenario", []string{"--scenarios", "6"}, true, nil},
+		{"freeze after end", []string{"--fail-duration", "5s", "--freeze-at", "6s"}, true, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := parseFlags(c.args)
+			if (err != nil) != c.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, c.wantErr)
+			}
+			if err == nil && !c.check(o) {
+				t.Fatalf("unexpected options %+v", o)
+			}
+		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 var (
 	regMu    sync.Mutex
 	registry = map[int]*proc{}
+	atExit   []func() // run by cleanup after the kills (scratch dir removal)
 )
 
 type proc struct {
@@ -104,8 +105,17 @@ func (p *proc) stop() {
 	regMu.Unlock()
 }
 
-// killAll is the last line of defence: SIGKILL every group still registered.
-func killAll() {
+// onExit registers fn to run in cleanup, on normal exit and on a signal
+// alike (os.Exit from the signal handler skips deferred calls).
+func onExit(fn func()) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	atExit = append(atExit, fn)
+}
+
+// cleanup is the last line of defence: SIGKILL every group still
+// registered, then run the onExit functions. Safe to call twice.
+func cleanup() {
 	regMu.Lock()
 	defer regMu.Unlock()
 	for pid := range registry {
@@ -113,6 +123,10 @@ func killAll() {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		delete(registry, pid)
 	}
+	for _, fn := range atExit {
+		fn()
+	}
+	atExit = nil
 }
 
 // groupCPU returns utime+stime in seconds summed over every live process of

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -118,20 +119,11 @@ func ratio(v, d float64) float64 {
 func (h *harness) rowNames() []string {
 	var out []string
 	for _, r := range allRows {
-		if contains(h.opts.rows, r.name) {
+		if slices.Contains(h.opts.rows, r.name) {
 			out = append(out, r.name)
 		}
 	}
 	return out
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func (h *harness) writeScenario(b *strings.Builder, sc *scenario) {

@@ -1,0 +1,148 @@
+package listener
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/test/dnstest"
+)
+
+// A TCP listener whose run ends (killed, or shutdown) still answers the
+// queries it had already read, then closes the connection; it reads no new
+// ones, and Serve returns once they are answered.
+func TestTCPCancelAnswersInFlight(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	up := dnstest.Start(t, "127.0.0.1", dnstest.Slow(delay, dnstest.Answer("10.9.9.9")))
+	cfg := config.Default()
+	cfg.UpstreamResolvers = []netip.AddrPort{up.Addr}
+	fwd := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	l := NewTCP(addr, fwd, cfg.Limits, zerolog.Nop())
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- l.Serve(ctx) }()
+
+	var c *dns.Conn
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if c, err = dns.Dial("tcp", addr.String()); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer c.Close()
+	m := new(dns.Msg)
+	m.SetQuestion("slow.example.", dns.TypeA)
+	if err := c.WriteMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	// Cancel while the query waits for its slow upstream.
+	deadline = time.Now().Add(2 * time.Second)
+	for up.Count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	r, err := c.ReadMsg()
+	if err != nil {
+		t.Fatalf("in-flight query lost on cancel: %v", err)
+	}
+	if r.Id != m.Id || len(r.Answer) != 1 {
+		t.Errorf("reply = %v", r)
+	}
+	select {
+	case <-served:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Serve did not return after the in-flight query was answered")
+	}
+	// The connection is closed: no more queries are read.
+	if _, err := c.ReadMsg(); err == nil {
+		t.Error("connection still open after the run ended")
+	}
+}
+
+// A client that connects while the listener is between runs waits in the
+// old socket's queue and is served by the next run: a restart refuses no
+// connection.
+func TestTCPRestartRefusesNothing(t *testing.T) {
+	cfg := config.Default()
+	fwd := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	l := NewTCP(addr, fwd, cfg.Limits, zerolog.Nop())
+	defer l.Close()
+
+	run := func() (context.CancelFunc, chan error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- l.Serve(ctx) }()
+		return cancel, done
+	}
+	ask := func(c *dns.Conn) error {
+		m := new(dns.Msg)
+		m.SetQuestion("ready.spartan.", dns.TypeA)
+		if err := c.WriteMsg(m); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		r, err := c.ReadMsg()
+		if err == nil && len(r.Answer) != 1 {
+			t.Errorf("reply = %v", r)
+		}
+		return err
+	}
+
+	cancel, done := run()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c, err := dns.Dial("tcp", addr.String())
+		if err == nil {
+			err = ask(c)
+			c.Close()
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+
+	// Between runs: the connection is accepted by the kernel and waits.
+	c, err := dns.DialTimeout("tcp", addr.String(), time.Second)
+	if err != nil {
+		t.Fatalf("connect between runs: %v", err)
+	}
+	defer c.Close()
+	cancel, done = run()
+	defer func() { cancel(); <-done }()
+	if err := ask(c); err != nil {
+		t.Fatalf("query on a connection made between runs: %v", err)
+	}
+}
