@@ -38,7 +38,7 @@ vet:
 
 test: test-deps build vet
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 10m ./cmd/... ./test/...
+	$(GO) test -count=1 -timeout 10m ./cmd/... ./test/... ./bench/...
 
 bench: build
 	bash bench/run.sh

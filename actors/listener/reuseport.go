@@ -16,6 +16,9 @@ import (
 // before the old one is closed, so no query finds the port closed) and
 // IP_FREEBIND (a bind IP may be added to the link after we start, e.g. when
 // the interface actor is restarting).
+// udpRecvBuffer is the receive buffer asked for on UDP listener sockets.
+const udpRecvBuffer = 4 << 20
+
 var listenConfig = net.ListenConfig{
 	Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
@@ -24,6 +27,14 @@ var listenConfig = net.ListenConfig{
 				return
 			}
 			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+			if network == "udp" || network == "udp4" || network == "udp6" {
+				// A deep receive queue absorbs bursts while the process is
+				// briefly off-CPU, instead of dropping queries. FORCE lifts
+				// the rmem_max cap (we have CAP_NET_ADMIN); else best effort.
+				if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRecvBuffer) != nil {
+					_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpRecvBuffer)
+				}
+			}
 		})
 		if err != nil {
 			return err

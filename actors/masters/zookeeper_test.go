@@ -163,6 +163,7 @@ func TestZookeeperWatch(t *testing.T) {
 	var lat latencies
 	step := func(what string, change func(), want ...string) {
 		t.Helper()
+		settle(out)
 		change()
 		d := waitMasters(t, out, time.Second, want...)
 		lat = append(lat, d)
@@ -399,10 +400,23 @@ func TestZookeeperServers(t *testing.T) {
 // waitFor applies change and waits for want, returning how long it took.
 func waitFor(t *testing.T, out <-chan any, change func(), timeout time.Duration, want ...string) time.Duration {
 	t.Helper()
+	settle(out)
 	start := time.Now()
 	change()
 	waitMasters(t, out, timeout, want...)
 	return time.Since(start)
+}
+
+// settle discards reports until the watcher has been quiet for 50ms, so
+// the next report is caused by what the test does next.
+func settle(out <-chan any) {
+	for {
+		select {
+		case <-out:
+		case <-time.After(50 * time.Millisecond):
+			return
+		}
+	}
 }
 
 func drain(ch chan time.Duration) {

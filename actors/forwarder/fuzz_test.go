@@ -1,0 +1,425 @@
+package forwarder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
+)
+
+// Fuzz targets for everything in the query path that reads bytes a client
+// or an upstream chose. Seeds live in testdata/fuzz/<target>/; `go test`
+// runs them, `test/fuzz.sh` explores.
+
+// Upstream ports of the fake network the FuzzHandle forwarder dials. No
+// socket is ever opened: fzDialer answers in-process, so fuzzing sends no
+// packet anywhere.
+const (
+	fzEchoPort     = 5301 // answers NOERROR, echoing the query
+	fzServFailPort = 5302 // answers SERVFAIL, echoing the query
+)
+
+// fzDialer is the forwarder's network during FuzzHandle: the two echo ports
+// answer, every other address fails to dial at once (as an unreachable
+// upstream does).
+type fzDialer struct{}
+
+var errFzUnreachable = errors.New("fuzz: upstream unreachable")
+
+func (fzDialer) Dial(network string, addr netip.AddrPort, _ time.Time) (Conn, error) {
+	switch addr.Port() {
+	case fzEchoPort:
+		return &fzConn{tcp: network == "tcp", rcode: rcodeNoError}, nil
+	case fzServFailPort:
+		return &fzConn{tcp: network == "tcp", rcode: rcodeServFail}, nil
+	}
+	return nil, errFzUnreachable
+}
+
+// fzConn is an upstream that answers every query with fzEcho of it, in the
+// framing of its transport. Once nothing is left to read, reads time out at
+// once, which is what a silent upstream does at its deadline.
+type fzConn struct {
+	tcp   bool
+	rcode int
+
+	mu     sync.Mutex
+	out    bytes.Buffer
+	closed bool
+}
+
+func (c *fzConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, os.ErrClosed
+	}
+	q := p
+	if c.tcp {
+		if len(p) < 2 || int(binary.BigEndian.Uint16(p)) != len(p)-2 {
+			return 0, errors.New("fuzz upstream: forwarder wrote a bad TCP frame")
+		}
+		q = p[2:]
+		var l [2]byte
+		binary.BigEndian.PutUint16(l[:], uint16(len(q)))
+		c.out.Write(l[:])
+	}
+	c.out.Write(fzEcho(q, c.rcode))
+	return len(p), nil
+}
+
+func (c *fzConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, os.ErrClosed
+	}
+	if c.out.Len() == 0 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	if c.tcp {
+		return c.out.Read(p)
+	}
+	// A datagram is read whole or not at all.
+	n := copy(p, c.out.Bytes())
+	c.out.Reset()
+	return n, nil
+}
+
+func (c *fzConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return nil
+}
+
+func (c *fzConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *fzConn) SetWriteDeadline(time.Time) error { return nil }
+
+// fzEcho is the fake upstreams' answer to q: q itself with QR and RA set and
+// the given rcode. Whether the forwarder accepts it depends only on whether
+// q's own sections are well formed, which the fuzzer controls.
+func fzEcho(q []byte, rc int) []byte {
+	r := bytes.Clone(q)
+	if len(r) >= headerLen {
+		r[2] |= flagQR
+		r[3] = 0x80 | byte(rc)
+	}
+	return r
+}
+
+// fzForwarders returns a forwarder on the fake network, with a default
+// route whose first upstream answers, a zone whose upstream answers
+// SERVFAIL, a zone whose upstreams are all unreachable, and known masters
+// (unreachable too) for the zk. and mesos. routes; and a forwarder with no
+// upstream at all, the configuration the spec gives when resolv.conf lists
+// nothing.
+func fzForwarders() (wired, bare *Forwarder) {
+	ap := func(port uint16) netip.AddrPort {
+		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	}
+	cfg := config.Default()
+	cfg.UpstreamTimeout = 2 * time.Second
+	cfg.UpstreamResolvers = []netip.AddrPort{ap(fzEchoPort), ap(5399)}
+	cfg.ForwardZones = map[string][]netip.AddrPort{
+		"servfail.example.": {ap(fzServFailPort)},
+		"down.example.":     {ap(5397), ap(5398), ap(5399)},
+	}
+	masters := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")}
+	store := &config.Store{}
+	store.Publish(config.Build(cfg, masters, config.NewRegistry()))
+	wired = New(store, zerolog.Nop())
+	wired.Dial = fzDialer{}
+	wired.LoserGrace = 10 * time.Millisecond
+
+	bare = New(config.NewStore(config.Default(), config.NewRegistry()), zerolog.Nop())
+	bare.Dial = fzDialer{} // has nothing to dial; this makes sure of it
+	return wired, bare
+}
+
+func FuzzHandle(f *testing.F) {
+	wired, bare := fzForwarders()
+	f.Fuzz(func(t *testing.T, q []byte) {
+		if len(q) > 65535 {
+			return // no listener passes a longer message (UDP 4096, TCP frames 65535)
+		}
+		orig := bytes.Clone(q)
+		for _, fw := range []*Forwarder{wired, bare} {
+			for _, tcp := range []bool{false, true} {
+				reply := fw.Handle(q, tcp)
+				if !bytes.Equal(q, orig) {
+					t.Fatalf("tcp=%v: Handle modified the query", tcp)
+				}
+				fzCheckHandle(t, fw, fw == wired, tcp, q, reply)
+			}
+		}
+	})
+}
+
+// fzCheckHandle checks one reply of Handle against what the spec and the
+// fake network say it must be.
+func fzCheckHandle(t *testing.T, fw *Forwarder, wired, tcp bool, q, reply []byte) {
+	t.Helper()
+	if len(q) < headerLen || isResponse(q) {
+		if reply != nil {
+			t.Fatalf("tcp=%v: answered a packet that must be dropped: %x", tcp, reply)
+		}
+		return
+	}
+	if reply == nil {
+		t.Fatalf("tcp=%v: no reply to a query", tcp)
+	}
+	if len(reply) < headerLen || !isResponse(reply) {
+		t.Fatalf("tcp=%v: reply without QR: %x", tcp, reply)
+	}
+	if msgID(reply) != msgID(q) {
+		t.Fatalf("tcp=%v: reply ID %d, query ID %d", tcp, msgID(reply), msgID(q))
+	}
+	if opcode(reply) != opcode(q) {
+		t.Fatalf("tcp=%v: reply opcode %d, query opcode %d", tcp, opcode(reply), opcode(q))
+	}
+
+	if opcode(q) != 0 {
+		fzWantError(t, q, 0, rcodeNotImp, reply)
+		return
+	}
+	qEnd, _, name, err := question(q)
+	if qdcount(q) != 1 || err != nil {
+		fzWantError(t, q, 0, rcodeFormErr, reply)
+		return
+	}
+	if localZone(name) != "" {
+		var m dns.Msg
+		if err := m.Unpack(reply); err != nil {
+			t.Fatalf("tcp=%v: local reply does not parse: %v\nreply %x", tcp, err, reply)
+		}
+		if m.Id != msgID(q) || !m.Response {
+			t.Fatalf("tcp=%v: miekg reads another header: %v", tcp, &m)
+		}
+		if !m.Authoritative && m.Rcode != dns.RcodeFormatError && m.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("local zone %q: answer not authoritative: %v", name, &m)
+		}
+		if len(m.Question) != 1 || !strings.EqualFold(m.Question[0].Name, fzMiekgName(t, q)) {
+			t.Fatalf("local zone %q: question not echoed: %v", name, m.Question)
+		}
+		return
+	}
+	servfail := func() { fzWantError(t, q, qEnd, rcodeServFail, reply) }
+	if !wired {
+		servfail() // no upstreams anywhere
+		return
+	}
+	question := q[headerLen:qEnd]
+	echoOK := func(rc int) bool {
+		// The fake upstream saw q with a fresh ID; the forwarder validated its
+		// echo against that ID, so validate with q's own.
+		return validateReply(fzEcho(q, rc), msgID(q), question) == nil
+	}
+	switch kind, _ := Route(fw.store.Load(), name); kind {
+	case RouteDefault:
+		// Transparency: a reply the upstream got right reaches the client
+		// byte for byte, with only the ID put back.
+		if echoOK(rcodeNoError) {
+			if want := fzEcho(q, rcodeNoError); !bytes.Equal(reply, want) {
+				t.Fatalf("upstream reply altered:\n got %x\nwant %x", reply, want)
+			}
+			return
+		}
+		servfail()
+	case RouteZone:
+		if config.InZone(name, "servfail.example.") && echoOK(rcodeServFail) {
+			// The upstream's own SERVFAIL is preferred to a made-up one.
+			if want := fzEcho(q, rcodeServFail); !bytes.Equal(reply, want) {
+				t.Fatalf("upstream SERVFAIL altered:\n got %x\nwant %x", reply, want)
+			}
+			return
+		}
+		servfail()
+	default: // mesos: the masters are unreachable
+		servfail()
+	}
+}
+
+// fzWantError checks that reply is exactly the made-up error reply: the
+// query's header with QR, RA and rcode, and its question when it parsed.
+func fzWantError(t *testing.T, q []byte, qEnd, rc int, reply []byte) {
+	t.Helper()
+	n := headerLen
+	if qEnd > 0 {
+		n = qEnd
+	}
+	want := make([]byte, n)
+	copy(want, q)
+	want[2] = flagQR | q[2]&(opcodeMask|0x01)
+	want[3] = 0x80 | byte(rc)
+	clear(want[4:headerLen])
+	if qEnd > 0 {
+		want[5] = 1
+	}
+	if !bytes.Equal(reply, want) {
+		t.Fatalf("want rcode %d error reply\n got %x\nwant %x", rc, reply, want)
+	}
+	// A reply Spartan makes up must be readable by any client.
+	var m dns.Msg
+	if err := m.Unpack(reply); err != nil {
+		t.Fatalf("error reply does not parse: %v\nreply %x", err, reply)
+	}
+	if m.Rcode != rc || !m.Response || m.Id != msgID(q) {
+		t.Fatalf("miekg reads another error reply: %v", &m)
+	}
+}
+
+// fzMiekgName is the question name as miekg/dns spells it (escaped), for
+// comparing with what miekg parsed out of a reply.
+func fzMiekgName(t *testing.T, q []byte) string {
+	t.Helper()
+	var m dns.Msg
+	if err := m.Unpack(q); err != nil || len(m.Question) == 0 {
+		// answerLocal could not parse it either and said FORMERR with our
+		// own copy of the question: compare with that instead.
+		name, _, err := dns.UnpackDomainName(q, headerLen)
+		if err != nil {
+			t.Fatalf("question parsed by Handle but not by miekg: %v", err)
+		}
+		return name
+	}
+	return m.Question[0].Name
+}
+
+// FuzzValidateReply feeds arbitrary upstream packets to validateReply for a
+// fixed query. An accepted packet must be a reply to that query by every
+// reading of it, and validation never touches the packet.
+func FuzzValidateReply(f *testing.F) {
+	q := new(dns.Msg)
+	q.SetQuestion("www.Example.COM.", dns.TypeAAAA)
+	q.Id = 0x4242
+	q.SetEdns0(1232, true)
+	qb, err := q.Pack()
+	if err != nil {
+		f.Fatal(err)
+	}
+	qEnd, _, _, err := question(qb)
+	if err != nil {
+		f.Fatal(err)
+	}
+	question := qb[headerLen:qEnd]
+	f.Fuzz(func(t *testing.T, reply []byte) {
+		orig := bytes.Clone(reply)
+		err := validateReply(reply, q.Id, question)
+		if !bytes.Equal(reply, orig) {
+			t.Fatal("validateReply modified the reply")
+		}
+		if err != nil {
+			return
+		}
+		if len(reply) < headerLen || !isResponse(reply) || msgID(reply) != q.Id || qdcount(reply) != 1 {
+			t.Fatalf("accepted a packet whose header is not a reply to the query: %x", reply)
+		}
+		if !equalFold(reply[headerLen:qEnd], question) {
+			t.Fatalf("accepted another question: %x", reply)
+		}
+		var m dns.Msg
+		if err := m.Unpack(reply); err != nil {
+			// Records whose RDATA miekg refuses still fit the packet, which is
+			// all a pass-through forwarder checks.
+			return
+		}
+		if !m.Response || m.Id != q.Id || len(m.Question) != 1 {
+			t.Fatalf("miekg reads another header: %v", &m)
+		}
+		got, want := m.Question[0], q.Question[0]
+		if !strings.EqualFold(got.Name, want.Name) || got.Qtype != want.Qtype || got.Qclass != want.Qclass {
+			t.Fatalf("miekg reads question %v, want %v", got, want)
+		}
+	})
+}
+
+// FuzzQuestion feeds arbitrary packets to question. A name it returns is
+// the wire name lower-cased, with a trailing dot, and agrees with miekg.
+func FuzzQuestion(f *testing.F) {
+	f.Fuzz(func(t *testing.T, m []byte) {
+		orig := bytes.Clone(m)
+		end, qtype, name, err := question(m)
+		if !bytes.Equal(m, orig) {
+			t.Fatal("question modified the packet")
+		}
+		if err != nil {
+			if end != 0 || qtype != 0 || name != "" {
+				t.Fatalf("error %v with a result (%d, %d, %q)", err, end, qtype, name)
+			}
+			return
+		}
+		if end < headerLen+5 || end > len(m) {
+			t.Fatalf("end %d out of range for a %d-byte packet", end, len(m))
+		}
+		if qtype != binary.BigEndian.Uint16(m[end-4:]) {
+			t.Fatalf("qtype %d, packet says %d", qtype, binary.BigEndian.Uint16(m[end-4:]))
+		}
+		if !strings.HasSuffix(name, ".") {
+			t.Fatalf("name %q has no trailing dot", name)
+		}
+		if strings.ContainsFunc(name, func(r rune) bool { return 'A' <= r && r <= 'Z' }) {
+			t.Fatalf("name %q is not lower case", name)
+		}
+		// The name is the wire labels, lower-cased, joined with dots.
+		wire := bytes.ToLower(m[headerLen : end-4])
+		if want := fzLabels(t, wire); name != want {
+			t.Fatalf("name %q, wire labels say %q", name, want)
+		}
+
+		var mm dns.Msg
+		if mm.Unpack(m) != nil || len(mm.Question) == 0 {
+			return // miekg is stricter (e.g. about the rest of the packet)
+		}
+		// miekg escapes special bytes in its text form: compare wire forms.
+		buf := make([]byte, 256)
+		n, err := dns.PackDomainName(mm.Question[0].Name, buf, 0, nil, false)
+		if err != nil {
+			t.Fatalf("miekg cannot pack its own name %q: %v", mm.Question[0].Name, err)
+		}
+		if !bytes.Equal(bytes.ToLower(buf[:n]), wire) {
+			t.Fatalf("miekg reads name %q, question() %q", mm.Question[0].Name, name)
+		}
+		if mm.Question[0].Qtype != qtype {
+			t.Fatalf("miekg reads qtype %d, question() %d", mm.Question[0].Qtype, qtype)
+		}
+	})
+}
+
+// fzLabels renders an uncompressed wire name the way question() promises:
+// raw label bytes joined by dots, "." for the root.
+func fzLabels(t *testing.T, wire []byte) string {
+	t.Helper()
+	var b strings.Builder
+	for off := 0; ; {
+		if off >= len(wire) {
+			t.Fatalf("wire name %x has no root label", wire)
+		}
+		l := int(wire[off])
+		if l == 0 {
+			if off != len(wire)-1 {
+				t.Fatalf("bytes after the root label in %x", wire)
+			}
+			break
+		}
+		if l > 63 || off+1+l > len(wire) {
+			t.Fatalf("accepted a bad label at %d in %x", off, wire)
+		}
+		b.Write(wire[off+1 : off+1+l])
+		b.WriteByte('.')
+		off += 1 + l
+	}
+	if b.Len() == 0 {
+		return "."
+	}
+	return b.String()
+}
