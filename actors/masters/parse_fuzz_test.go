@@ -2,11 +2,15 @@ package masters
 
 import (
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 )
 
 // The parsers read data from the network and from ZooKeeper: whatever they
 // are fed, they must not panic, and a nil error must mean a usable result.
+// Besides the seeds added here, testdata/fuzz/<target>/ holds a corpus of
+// real documents (Exhibitor status, master_list files, MasterInfo znodes).
 
 func FuzzParseExhibitor(f *testing.F) {
 	for _, s := range []string{realExhibitor, `[]`, `null`, `[{"hostname":""}]`, `[{"hostname":"a..b"}]`, `{}`} {
@@ -23,6 +27,9 @@ func FuzzParseExhibitor(f *testing.F) {
 		for _, h := range hosts {
 			if checkHostname(h) != nil {
 				t.Fatalf("accepted bad hostname %q", h)
+			}
+			if h == "" || h != strings.TrimSpace(h) {
+				t.Fatalf("hostname %q is empty or not trimmed", h)
 			}
 		}
 	})
@@ -45,7 +52,23 @@ func FuzzParseMasterList(f *testing.F) {
 				t.Fatal("invalid address accepted")
 			}
 		}
+		orig := slices.Clone(ips)
 		n := Normalize(ips)
+		if !slices.Equal(ips, orig) {
+			t.Fatal("Normalize modified its input")
+		}
+		// The same set, in one spelling: every master is in the output once,
+		// unmapped, and nothing else is.
+		for _, ip := range ips {
+			if !slices.Contains(n, ip.Unmap()) {
+				t.Fatalf("Normalize(%v) = %v lost %v", ips, n, ip)
+			}
+		}
+		for _, ip := range n {
+			if ip.Is4In6() || !slices.ContainsFunc(ips, func(a netip.Addr) bool { return a.Unmap() == ip }) {
+				t.Fatalf("Normalize(%v) = %v invented or kept mapped %v", ips, n, ip)
+			}
+		}
 		if len(n) == 0 || len(n) > len(ips) {
 			t.Fatalf("Normalize(%v) = %v", ips, n)
 		}
@@ -72,8 +95,11 @@ func FuzzParseMasterInfo(f *testing.F) {
 		if ip.IsValid() == (host != "") {
 			t.Fatalf("want exactly one of address and hostname, got (%v, %q)", ip, host)
 		}
-		if host != "" && checkHostname(host) != nil {
+		if host != "" && (checkHostname(host) != nil || host != strings.TrimSpace(host)) {
 			t.Fatalf("accepted bad hostname %q", host)
+		}
+		if _, err := netip.ParseAddr(host); host != "" && err == nil {
+			t.Fatalf("IP literal %q returned as a hostname to resolve", host)
 		}
 	})
 }

@@ -431,3 +431,68 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestKillListenerWhileOthersServe kills one listener through spartanctl
+// while a client queries another bind IP: the other never misses, the
+// killed one is restarted alone and serves again.
+func TestKillListenerWhileOthersServe(t *testing.T) {
+	up := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.1.0.8"))
+	ip1, port := harness.FreeAddr(t)
+	ip2 := netip.AddrFrom4([4]byte{127, 1, ip1.As4()[2], ip1.As4()[3]}) // another loopback IP, same port
+	s := harness.Start(t, harness.Options{Config: map[string]any{
+		"upstream_resolvers": addrs(up),
+		"bind_ips":           []string{ip1.String(), ip2.String()},
+		"udp_port":           port, "tcp_port": port,
+	}})
+	other := netip.AddrPortFrom(ip2, uint16(port))
+
+	stop := make(chan struct{})
+	type tally struct{ sent, answered int }
+	res := make(chan tally)
+	go func() {
+		var tl tally
+		for {
+			select {
+			case <-stop:
+				res <- tl
+				return
+			default:
+			}
+			tl.sent++
+			if r, err := harness.Query(other, "other.example.net", dns.TypeA, tl.sent%3 == 0, time.Second); err == nil && r.Rcode == dns.RcodeSuccess {
+				tl.answered++
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	for _, path := range []string{"/spartan/dns/udp-" + ip1.String(), "/spartan/dns/tcp-" + ip1.String()} {
+		if out, err := s.Ctl("kill", path); err != nil {
+			t.Fatalf("kill %s: %v\n%s", path, err, out)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	tl := <-res
+	if tl.sent < 20 || tl.answered != tl.sent {
+		t.Fatalf("the other listener answered %d of %d queries while a sibling was killed", tl.answered, tl.sent)
+	}
+	// The killed listeners are back (restarted alone) and serve again.
+	waitFor(t, "killed listeners to serve again", func() bool {
+		_, e1 := harness.Query(s.Addr, "ready.spartan", dns.TypeA, false, 200*time.Millisecond)
+		_, e2 := harness.Query(s.Addr, "ready.spartan", dns.TypeA, true, 200*time.Millisecond)
+		return e1 == nil && e2 == nil
+	})
+	out, err := s.Ctl("tree", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"path":"/spartan/dns/udp-` + ip1.String() + `","kind":"actor","state":"running","restarts":1`,
+		`"path":"/spartan/dns/udp-` + ip2.String() + `","kind":"actor","state":"running","restarts":0`,
+	} {
+		if !strings.Contains(strings.ReplaceAll(strings.ReplaceAll(out, " ", ""), "\n", ""), want) {
+			t.Errorf("tree lacks %s:\n%s", want, out)
+		}
+	}
+}
