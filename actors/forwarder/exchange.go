@@ -99,7 +99,13 @@ const (
 	stallAnswered
 )
 
-var udpBufPool = sync.Pool{New: func() any { return new([65535]byte) }}
+// Upstream UDP read buffers: most replies fit the small size.
+const smallBufSize = 4096
+
+var (
+	smallBufPool = sync.Pool{New: func() any { return new([smallBufSize]byte) }}
+	bigBufPool   = sync.Pool{New: func() any { return new([65535]byte) }}
+)
 
 // exchange sends q to u with a fresh ID and reads until a valid reply, the
 // deadline, or (once the race is over) LoserGrace. It records the outcome in
@@ -134,7 +140,9 @@ func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q [
 		copy(wbuf, q)
 		setID(wbuf, id)
 	}
-	_ = conn.SetWriteDeadline(deadline)
+	if tcp {
+		_ = conn.SetWriteDeadline(deadline) // a UDP write never waits
+	}
 	if _, err := conn.Write(wbuf); err != nil {
 		u.Failures.Add(1)
 		return nil, err
@@ -151,10 +159,21 @@ func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q [
 	})
 	defer stallTimer.Stop()
 
-	var rbuf *[65535]byte
+	var rbuf []byte
 	if !tcp {
-		rbuf = udpBufPool.Get().(*[65535]byte)
-		defer udpBufPool.Put(rbuf)
+		// The upstream may not send more than the client's EDNS size (we
+		// pass the client's OPT on unchanged), so most replies fit the small
+		// buffer: 64 KiB buffers per in-flight query would cost the process
+		// tens of MiB under load.
+		if size := min(ednsSize(q, qEnd), limits.UDPPayloadMax); size <= smallBufSize {
+			b := smallBufPool.Get().(*[smallBufSize]byte)
+			defer smallBufPool.Put(b)
+			rbuf = b[:]
+		} else {
+			b := bigBufPool.Get().(*[65535]byte)
+			defer bigBufPool.Put(b)
+			rbuf = b[:size]
+		}
 	}
 	for {
 		var msg []byte
@@ -162,7 +181,7 @@ func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q [
 			msg, err = readFrame(conn, limits.TCPMessageMax)
 		} else {
 			var n int
-			n, err = conn.Read(rbuf[:])
+			n, err = conn.Read(rbuf)
 			if (err == nil && n > limits.UDPPayloadMax) || (n == 0 && err == io.EOF) {
 				// Oversized, or an empty datagram (which os.File reports as
 				// EOF): not a reply, ignore it as if never received.

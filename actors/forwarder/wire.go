@@ -9,7 +9,10 @@ import (
 // (RFC 5625), so it never re-packs a message: it reads just enough of the
 // header and question to route and validate, and rewrites only the ID.
 
-const headerLen = 12
+const (
+	headerLen   = 12
+	maxNameWire = 255
+)
 
 // Header bits and fields.
 const (
@@ -53,7 +56,7 @@ func questionBytes(m []byte, end int) []byte { return m[headerLen:end] }
 // dot ("." for the root). Compression pointers are not allowed in a query's
 // question (nothing precedes it to point at).
 func question(m []byte) (end int, qtype uint16, name string, err error) {
-	var buf [255]byte
+	var buf [maxNameWire]byte
 	n := 0
 	off := headerLen
 	for {
@@ -65,7 +68,9 @@ func question(m []byte) (end int, qtype uint16, name string, err error) {
 		if l == 0 {
 			break
 		}
-		if l > 63 || off+l > len(m) || n+l+1 > len(buf) {
+		// The wire form is one octet longer than the text form ("a." is
+		// 1 a 0), and may not exceed 255 octets (RFC 1035 2.3.4).
+		if l > 63 || off+l > len(m) || n+l+1 > maxNameWire-1 {
 			return 0, 0, "", errBadName
 		}
 		for _, c := range m[off : off+l] {
@@ -192,3 +197,28 @@ func errorReply(q []byte, qEnd int, rc int) []byte {
 	}
 	return r
 }
+
+// ednsSize returns the UDP payload size the query advertises in its OPT
+// record, or 512 without one (RFC 6891 6.2.3, 6.2.5). qEnd is the end of
+// the question. Malformed additional sections count as no OPT.
+func ednsSize(q []byte, qEnd int) int {
+	off := qEnd
+	counts := [3]int{count(q, 1), count(q, 2), count(q, 3)}
+	for section, n := range counts {
+		for range n {
+			var err error
+			if off, err = skipName(q, off); err != nil || off+10 > len(q) {
+				return 512
+			}
+			rrtype := binary.BigEndian.Uint16(q[off:])
+			class := int(binary.BigEndian.Uint16(q[off+2:]))
+			if section == 2 && rrtype == typeOPT {
+				return max(class, 512)
+			}
+			off += 10 + int(binary.BigEndian.Uint16(q[off+8:]))
+		}
+	}
+	return 512
+}
+
+const typeOPT = 41

@@ -8,6 +8,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"sort"
 	"strings"
@@ -117,6 +118,12 @@ func (s *Server) routes() http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed", r.Method))
 		})
 	}
+	// Profiles, for operators chasing CPU or memory on a live node. The
+	// listener is loopback by default (http_listen).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	get("/v1/version", s.version)
 	get("/v1/hosts/{host}", s.hosts)
 	get("/v1/services/{service}", s.services)

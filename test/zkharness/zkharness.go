@@ -202,7 +202,9 @@ func handshake(addr string) error {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
+	// A server that is still starting may accept and then sit on the
+	// request; a short deadline retries sooner than waiting it out.
+	c.SetDeadline(time.Now().Add(300 * time.Millisecond))
 	// int32 len | int32 protocolVersion | int64 lastZxidSeen | int32 timeOut
 	// | int64 sessionId | int32 passwdLen | passwd[16]
 	req := make([]byte, 4+4+8+4+8+4+16)
