@@ -10,7 +10,7 @@ TEST_DEBS := bind9 bind9-dnsutils bind9-utils zookeeper iproute2 procps systemd
 # Packages whose tests exercise concurrency: run under the race detector.
 RACE_PKGS := ./supervisor/... ./actors/... ./msg/...
 
-.PHONY: all build run test test-deps vet race bench fuzz clean
+.PHONY: all build run test test-deps vet race bench bench-hotpath fuzz clean
 
 all: build
 
@@ -40,8 +40,13 @@ test: test-deps build vet
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 10m ./cmd/... ./test/... ./bench/...
 
-bench: build
+# The comparative benchmark (writes bench/RESULTS.md; ~25 min) and the
+# hot-path micro benchmarks (writes bench/HOTPATH.md; ~1 min).
+bench: build bench-hotpath
 	bash bench/run.sh
+
+bench-hotpath:
+	bash bench/hotpath.sh
 
 fuzz:
 	bash test/fuzz.sh

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Hot-path micro benchmarks (no competitors): the whole UDP path through a
+# listener and the forwarder against in-process reflector upstreams, and the
+# cost of one upstream socket. Writes bench/HOTPATH.md with the exact command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+benchtime=${BENCHTIME:-50000x}
+count=${COUNT:-3}
+cmd="go test -run '^\$' -bench 'UDPForward|DialUDP' -benchtime $benchtime -count $count ./actors/listener ./actors/forwarder"
+out=$(eval "$cmd" 2>&1)
+{
+	echo "# Spartan hot-path benchmarks"
+	echo
+	echo "Written by \`bench/hotpath.sh\` (\`make bench-hotpath\`) at $(date -u '+%Y-%m-%d %H:%M UTC'). Rerun it; do not edit by hand."
+	echo
+	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- $(go version)"
+	echo "- spartan: git $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	echo "- command: \`$cmd\`"
+	echo
+	echo "BenchmarkUDPForward: closed-loop clients (1, 16, 64) send UDP queries to one listener; each query is"
+	echo "raced to two reflector upstreams (\`test/dnstest\`), with and without the upstream socket pool."
+	echo "qps, p50/p99 are as the clients see them. BenchmarkDialUDP: one fresh upstream socket."
+	echo
+	echo '```'
+	echo "$out" | grep -E '^(Benchmark|goos|goarch|cpu|pkg)'
+	echo '```'
+} > bench/HOTPATH.md
+cat bench/HOTPATH.md
