@@ -99,14 +99,6 @@ const (
 	stallAnswered
 )
 
-// Upstream UDP read buffers: most replies fit the small size.
-const smallBufSize = 4096
-
-var (
-	smallBufPool = sync.Pool{New: func() any { return new([smallBufSize]byte) }}
-	bigBufPool   = sync.Pool{New: func() any { return new([65535]byte) }}
-)
-
 // exchange sends q to u with a fresh ID and reads until a valid reply, the
 // deadline, or (once the race is over) LoserGrace. It records the outcome in
 // u's counters and sends exactly one result to out, which has room for it.
@@ -159,35 +151,15 @@ func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q [
 	})
 	defer stallTimer.Stop()
 
-	var rbuf []byte
-	if !tcp {
-		// The upstream may not send more than the client's EDNS size (we
-		// pass the client's OPT on unchanged), so most replies fit the small
-		// buffer: 64 KiB buffers per in-flight query would cost the process
-		// tens of MiB under load.
-		if size := min(ednsSize(q, qEnd), limits.UDPPayloadMax); size <= smallBufSize {
-			b := smallBufPool.Get().(*[smallBufSize]byte)
-			defer smallBufPool.Put(b)
-			rbuf = b[:]
-		} else {
-			b := bigBufPool.Get().(*[65535]byte)
-			defer bigBufPool.Put(b)
-			rbuf = b[:size]
-		}
-	}
 	for {
 		var msg []byte
 		if tcp {
 			msg, err = readFrame(conn, limits.TCPMessageMax)
 		} else {
-			var n int
-			n, err = conn.Read(rbuf)
-			if (err == nil && n > limits.UDPPayloadMax) || (n == 0 && err == io.EOF) {
-				// Oversized, or an empty datagram (which os.File reports as
-				// EOF): not a reply, ignore it as if never received.
-				continue
+			msg, err = readDatagram(conn, limits.UDPPayloadMax)
+			if err == errNotAReply {
+				continue // oversized or empty: ignore it as if never received
 			}
-			msg = rbuf[:n]
 		}
 		if err != nil {
 			timedOut := errors.Is(err, os.ErrDeadlineExceeded)
@@ -218,7 +190,7 @@ func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q [
 		} else {
 			u.Failures.Add(1)
 		}
-		return append([]byte(nil), msg...), nil
+		return msg, nil
 	}
 }
 

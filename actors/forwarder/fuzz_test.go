@@ -20,14 +20,6 @@ import (
 // or an upstream chose. Seeds live in testdata/fuzz/<target>/; `go test`
 // runs them, `test/fuzz.sh` explores.
 
-// fzKnownLongNameBug: question() accepts a 256-octet wire name (RFC 1035
-// allows 255): its buffer holds 255 text bytes, one more than the longest
-// legal name's 254. The made-up replies then echo a question strict clients
-// refuse. Until wire.go is fixed, the targets below let such names through
-// (checking the rest); set this to false with the fix, and the seeds
-// name-256-* become its regression tests.
-const fzKnownLongNameBug = true
-
 // Upstream ports of the fake network the FuzzHandle forwarder dials. No
 // socket is ever opened: fzDialer answers in-process, so fuzzing sends no
 // packet anywhere.
@@ -206,10 +198,7 @@ func fzCheckHandle(t *testing.T, fw *Forwarder, wired, tcp bool, q, reply []byte
 		return
 	}
 	if qEnd-4-headerLen > 255 {
-		if !fzKnownLongNameBug {
-			t.Fatalf("question() accepted a %d-octet name", qEnd-4-headerLen)
-		}
-		return
+		t.Fatalf("question() accepted a %d-octet name (RFC 1035 allows 255)", qEnd-4-headerLen)
 	}
 	if localZone(name) != "" {
 		var m dns.Msg
@@ -230,6 +219,12 @@ func fzCheckHandle(t *testing.T, fw *Forwarder, wired, tcp bool, q, reply []byte
 	servfail := func() { fzWantError(t, q, qEnd, rcodeServFail, reply) }
 	if !wired {
 		servfail() // no upstreams anywhere
+		return
+	}
+	if !tcp && len(q) > fzUDPSize(q) {
+		// The echo is larger than the client's UDP size: no compliant
+		// upstream sends that (it sets TC), and the forwarder may size its
+		// read buffer by the client's. The header was checked above.
 		return
 	}
 	question := q[headerLen:qEnd]
@@ -261,6 +256,19 @@ func fzCheckHandle(t *testing.T, fw *Forwarder, wired, tcp bool, q, reply []byte
 	default: // mesos: the masters are unreachable
 		servfail()
 	}
+}
+
+// fzUDPSize is the UDP payload size the query advertises: its EDNS size
+// when miekg reads an OPT record, 512 otherwise (RFC 1035, RFC 6891).
+func fzUDPSize(q []byte) int {
+	var m dns.Msg
+	if m.Unpack(q) != nil {
+		return 512
+	}
+	if opt := m.IsEdns0(); opt != nil {
+		return max(int(opt.UDPSize()), 512)
+	}
+	return 512
 }
 
 // fzWantError checks that reply is exactly the made-up error reply: the
@@ -375,7 +383,7 @@ func FuzzQuestion(f *testing.F) {
 		if end < headerLen+5 || end > len(m) {
 			t.Fatalf("end %d out of range for a %d-byte packet", end, len(m))
 		}
-		if n := end - 4 - headerLen; n > 255 && !fzKnownLongNameBug {
+		if n := end - 4 - headerLen; n > 255 {
 			t.Fatalf("accepted a %d-octet name (RFC 1035 allows 255)", n)
 		}
 		if qtype != binary.BigEndian.Uint16(m[end-4:]) {
@@ -451,4 +459,87 @@ func fzLower(b []byte) []byte {
 		}
 	}
 	return out
+}
+
+// fzReplyConn is an upstream whose answer is the fuzzer's bytes: one
+// datagram, or the raw TCP stream (framing included), whatever the query.
+type fzReplyConn struct {
+	fzConn
+	reply []byte
+}
+
+func (c *fzReplyConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.out.Len() == 0 {
+		c.out.Write(c.reply)
+	}
+	return len(p), nil
+}
+
+type fzReplyDialer struct{ reply []byte }
+
+func (d fzReplyDialer) Dial(network string, _ netip.AddrPort, _ time.Time) (Conn, error) {
+	return &fzReplyConn{fzConn: fzConn{tcp: network == "tcp"}, reply: d.reply}, nil
+}
+
+// FuzzUpstreamReply answers a fixed query with arbitrary upstream bytes
+// (a UDP datagram, or a TCP stream with its framing) through the whole race.
+// Nothing an upstream sends may crash the forwarder; the client gets the
+// upstream's reply byte for byte (its own ID restored) exactly when it is a
+// valid reply to the query, and a made-up SERVFAIL otherwise. Its seeds are
+// replies to the FuzzValidateReply query, whose upstream ID is fzUpstreamID.
+func FuzzUpstreamReply(f *testing.F) {
+	const fzUpstreamID, clientID = 0x4242, 0x1111
+	q := new(dns.Msg)
+	q.SetQuestion("www.Example.COM.", dns.TypeAAAA)
+	q.Id = clientID
+	q.SetEdns0(1232, true)
+	qb, err := q.Pack()
+	if err != nil {
+		f.Fatal(err)
+	}
+	qEnd, _, _, err := question(qb)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")}
+	store := config.NewStore(cfg, config.NewRegistry())
+
+	f.Fuzz(func(t *testing.T, reply []byte, tcp bool) {
+		fw := New(store, zerolog.Nop())
+		fw.Dial = fzReplyDialer{reply: reply}
+		fw.Rand = func(n int) int { return fzUpstreamID % n } // the upstream query's ID
+		fw.LoserGrace = 10 * time.Millisecond
+		orig := bytes.Clone(reply)
+		got := fw.Handle(qb, tcp)
+		if !bytes.Equal(reply, orig) {
+			t.Fatal("Handle modified the upstream's bytes")
+		}
+		if len(got) < headerLen || !isResponse(got) || msgID(got) != clientID {
+			t.Fatalf("tcp=%v: reply without QR or the client's ID: %x", tcp, got)
+		}
+		msg := reply // what the forwarder reads as one message
+		if tcp {
+			if len(reply) < 2 {
+				msg = nil
+			} else if n := int(binary.BigEndian.Uint16(reply)); n < headerLen || n > cfg.Limits.TCPMessageMax || len(reply) < 2+n {
+				msg = nil
+			} else {
+				msg = reply[2 : 2+n]
+			}
+		} else if len(reply) > 1232 {
+			return // larger than the client's EDNS size: no compliant upstream sends it
+		}
+		if msg != nil && validateReply(msg, fzUpstreamID, qb[headerLen:qEnd]) == nil {
+			want := bytes.Clone(msg)
+			setID(want, clientID)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("tcp=%v: upstream reply altered:\n got %x\nwant %x", tcp, got, want)
+			}
+			return
+		}
+		fzWantError(t, qb, qEnd, rcodeServFail, got)
+	})
 }

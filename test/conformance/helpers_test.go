@@ -2,10 +2,8 @@ package conformance
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/spartan-dns/spartan/test/bindharness"
+	"github.com/spartan-dns/spartan/test/dnstest"
 	"github.com/spartan-dns/spartan/test/harness"
 )
 
@@ -68,15 +67,6 @@ func query(name string, qtype uint16, mod func(*dns.Msg)) *dns.Msg {
 	return m
 }
 
-func pack(t testing.TB, m *dns.Msg) []byte {
-	t.Helper()
-	b, err := m.Pack()
-	if err != nil {
-		t.Fatalf("pack %v: %v", m.Question, err)
-	}
-	return b
-}
-
 // exchangeRaw sends q to addr over "udp" or "tcp" and returns the raw reply
 // whose ID matches q's.
 func exchangeRaw(addr netip.AddrPort, network string, q []byte) ([]byte, error) {
@@ -87,10 +77,10 @@ func exchangeRaw(addr netip.AddrPort, network string, q []byte) ([]byte, error) 
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(ioTimeout))
 	if network == "tcp" {
-		if err := writeFrame(c, q); err != nil {
+		if err := dnstest.WriteFrame(c, q); err != nil {
 			return nil, err
 		}
-		r, err := readFrame(c)
+		r, err := dnstest.ReadFrame(c)
 		if err != nil {
 			return nil, fmt.Errorf("read tcp reply from %s: %w", addr, err)
 		}
@@ -109,28 +99,6 @@ func exchangeRaw(addr netip.AddrPort, network string, q []byte) ([]byte, error) 
 			return append([]byte(nil), buf[:n]...), nil
 		}
 	}
-}
-
-func writeFrame(w io.Writer, m []byte) error {
-	b := make([]byte, 2+len(m))
-	binary.BigEndian.PutUint16(b, uint16(len(m)))
-	copy(b[2:], m)
-	if _, err := w.Write(b); err != nil {
-		return fmt.Errorf("write tcp frame: %w", err)
-	}
-	return nil
-}
-
-func readFrame(r io.Reader) ([]byte, error) {
-	var l [2]byte
-	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return nil, err
-	}
-	b := make([]byte, binary.BigEndian.Uint16(l[:]))
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	return b, nil
 }
 
 func withoutID(b []byte) []byte {
@@ -154,7 +122,7 @@ func unpack(b []byte) string {
 // ID (which must be the query's in both). It returns Spartan's reply.
 func (e *env) sameAsDirect(t *testing.T, network string, q *dns.Msg) []byte {
 	t.Helper()
-	raw := pack(t, q)
+	raw := dnstest.Pack(t, q)
 	direct, err := exchangeRaw(e.up, network, raw)
 	if err != nil {
 		t.Fatalf("direct %s query %v: %v", network, q.Question, err)
@@ -306,7 +274,7 @@ func (f *fakeUpstream) serveTCP() {
 			defer inflight.Wait()
 			for {
 				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				q, err := readFrame(c)
+				q, err := dnstest.ReadFrame(c)
 				if err != nil {
 					return
 				}
@@ -316,7 +284,7 @@ func (f *fakeUpstream) serveTCP() {
 					defer inflight.Done()
 					if reply := f.handler(r); reply != nil {
 						wmu.Lock()
-						_ = writeFrame(c, reply)
+						_ = dnstest.WriteFrame(c, reply)
 						wmu.Unlock()
 					}
 				}()
@@ -360,22 +328,3 @@ func echoA(q received) []byte {
 }
 
 var errClosed = errors.New("connection closed")
-
-// waitClosed reads from c until the peer closes it or limit passes, and
-// returns how long that took.
-func waitClosed(c net.Conn, limit time.Duration) (time.Duration, error) {
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(limit))
-	buf := make([]byte, 512)
-	for {
-		_, err := c.Read(buf)
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return time.Since(start), fmt.Errorf("still open after %v", limit)
-		}
-		return time.Since(start), nil
-	}
-}

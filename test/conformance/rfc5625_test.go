@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/spartan-dns/spartan/test/bindharness"
+	"github.com/spartan-dns/spartan/test/dnstest"
 	"github.com/spartan-dns/spartan/test/harness"
 )
 
@@ -80,7 +81,7 @@ func TestRFC5625_4_1_QueryForwardedVerbatim(t *testing.T) {
 		for _, network := range []string{"udp", "tcp"} {
 			t.Run(network+"/"+tc.name, func(t *testing.T) {
 				name := fmt.Sprintf("q%d-%s.verbatim.test.", i, network)
-				q := pack(t, query(name, dns.TypeA, tc.mod))
+				q := dnstest.Pack(t, query(name, dns.TypeA, tc.mod))
 				if _, err := exchangeRaw(sp.Addr, network, q); err != nil {
 					t.Fatalf("query through spartan: %v", err)
 				}
@@ -141,7 +142,7 @@ func TestRFC5625_4_1_UnexpectedFlagsAndData(t *testing.T) {
 	for name := range mods {
 		for _, network := range []string{"udp", "tcp"} {
 			t.Run(network+"/"+name, func(t *testing.T) {
-				q := pack(t, query(name, dns.TypeA, nil))
+				q := dnstest.Pack(t, query(name, dns.TypeA, nil))
 				got, err := exchangeRaw(sp.Addr, network, q)
 				if err != nil {
 					t.Fatalf("query: %v", err)
@@ -187,9 +188,9 @@ func TestRFC5625_4_2_LabelCompression(t *testing.T) {
 	for _, name := range []string{"uncompressed.compress.test.", "chain.compress.test."} {
 		for _, network := range []string{"udp", "tcp"} {
 			t.Run(network+"/"+name, func(t *testing.T) {
-				q := pack(t, query(name, dns.TypeCNAME, nil))
+				q := dnstest.Pack(t, query(name, dns.TypeCNAME, nil))
 				if name == "uncompressed.compress.test." {
-					q = pack(t, query(name, dns.TypeA, nil))
+					q = dnstest.Pack(t, query(name, dns.TypeA, nil))
 				}
 				got, err := exchangeRaw(sp.Addr, network, q)
 				if err != nil {
@@ -297,7 +298,7 @@ func TestRFC5625_4_4_PacketSizeLimits(t *testing.T) {
 	})
 	sp := startSpartan(t, f.Addr, nil)
 	t.Run("4000-byte datagram", func(t *testing.T) {
-		q := pack(t, query("big.fake.test.", dns.TypeTXT, func(m *dns.Msg) { m.SetEdns0(4096, false) }))
+		q := dnstest.Pack(t, query("big.fake.test.", dns.TypeTXT, func(m *dns.Msg) { m.SetEdns0(4096, false) }))
 		got, err := exchangeRaw(sp.Addr, "udp", q)
 		if err != nil {
 			t.Fatalf("query: %v", err)
@@ -315,7 +316,7 @@ func TestRFC5625_4_4_1_TCPTransport(t *testing.T) {
 		f := newFakeUpstream(t, echoA)
 		sp := startSpartan(t, f.Addr, nil)
 		for i := 0; i < 5; i++ {
-			if _, err := exchangeRaw(sp.Addr, "tcp", pack(t, query(fmt.Sprintf("t%d.tcp.test.", i), dns.TypeA, nil))); err != nil {
+			if _, err := exchangeRaw(sp.Addr, "tcp", dnstest.Pack(t, query(fmt.Sprintf("t%d.tcp.test.", i), dns.TypeA, nil))); err != nil {
 				t.Fatalf("TCP query: %v", err)
 			}
 		}
@@ -372,7 +373,7 @@ func TestRFC5625_4_4_1_TruncationPassedThrough(t *testing.T) {
 	})
 	sp := startSpartan(t, f.Addr, nil)
 	t.Run("fake upstream TC", func(t *testing.T) {
-		q := pack(t, query("tc.fake.test.", dns.TypeA, nil))
+		q := dnstest.Pack(t, query("tc.fake.test.", dns.TypeA, nil))
 		got, err := exchangeRaw(sp.Addr, "udp", q)
 		if err != nil {
 			t.Fatalf("query: %v", err)
@@ -473,7 +474,7 @@ func TestRFC5625_5_1_ADBit(t *testing.T) {
 	})
 	sp := startSpartan(t, f.Addr, nil)
 	for _, network := range []string{"udp", "tcp"} {
-		got, err := exchangeRaw(sp.Addr, network, pack(t, query("ad.test.", dns.TypeA, func(m *dns.Msg) { m.AuthenticatedData = true })))
+		got, err := exchangeRaw(sp.Addr, network, dnstest.Pack(t, query("ad.test.", dns.TypeA, func(m *dns.Msg) { m.AuthenticatedData = true })))
 		if err != nil {
 			t.Fatalf("%s: %v", network, err)
 		}
@@ -577,7 +578,7 @@ func TestRFC5625_6_3_InterfaceBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	q := pack(t, query("bind.test.", dns.TypeA, nil))
+	q := dnstest.Pack(t, query("bind.test.", dns.TypeA, nil))
 	if _, err := c.WriteToUDPAddrPort(q, sp.Addr); err != nil {
 		t.Fatal(err)
 	}
@@ -622,7 +623,7 @@ func TestRFC5625_6_4_QueryIDAndSourcePortRandomisation(t *testing.T) {
 	for i := 0; i < n; i++ {
 		m := query(fmt.Sprintf("r%d.random.test.", i), dns.TypeA, nil)
 		m.Id = uint16(1000 + i) // predictable client IDs must not show upstream
-		if _, err := c.Write(pack(t, m)); err != nil {
+		if _, err := c.Write(dnstest.Pack(t, m)); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(ioTimeout))

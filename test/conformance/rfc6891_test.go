@@ -7,6 +7,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/spartan-dns/spartan/test/bindharness"
+	"github.com/spartan-dns/spartan/test/dnstest"
 	"github.com/spartan-dns/spartan/test/harness"
 )
 
@@ -28,7 +29,7 @@ func TestRFC6891_6_1_1_OPTPassThrough(t *testing.T) {
 	f := newFakeUpstream(t, echoA)
 	sp := startSpartan(t, f.Addr, nil)
 	for _, network := range []string{"udp", "tcp"} {
-		if _, err := exchangeRaw(sp.Addr, network, pack(t, query("noedns.test.", dns.TypeA, nil))); err != nil {
+		if _, err := exchangeRaw(sp.Addr, network, dnstest.Pack(t, query("noedns.test.", dns.TypeA, nil))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -108,7 +109,7 @@ func TestRFC6891_6_2_6_MiddleboxPassesOptions(t *testing.T) {
 			o := m.IsEdns0()
 			o.Option = append(o.Option, &dns.EDNS0_LOCAL{Code: 65001, Data: clientOpt})
 		})
-		got, err := exchangeRaw(sp.Addr, network, pack(t, q))
+		got, err := exchangeRaw(sp.Addr, network, dnstest.Pack(t, q))
 		if err != nil {
 			t.Fatalf("%s: %v", network, err)
 		}
@@ -142,7 +143,7 @@ func TestRFC6891_7_LocalZoneResponder(t *testing.T) {
 	sp := startSpartan(t, f.Addr, nil)
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run(network+"/OPT echoed", func(t *testing.T) {
-			got, err := exchangeRaw(sp.Addr, network, pack(t, query("ready.spartan.", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, true) })))
+			got, err := exchangeRaw(sp.Addr, network, dnstest.Pack(t, query("ready.spartan.", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, true) })))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +156,7 @@ func TestRFC6891_7_LocalZoneResponder(t *testing.T) {
 			}
 		})
 		t.Run(network+"/no OPT added", func(t *testing.T) {
-			got, err := exchangeRaw(sp.Addr, network, pack(t, query("ready.spartan.", dns.TypeA, nil)))
+			got, err := exchangeRaw(sp.Addr, network, dnstest.Pack(t, query("ready.spartan.", dns.TypeA, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +165,7 @@ func TestRFC6891_7_LocalZoneResponder(t *testing.T) {
 			}
 		})
 		t.Run(network+"/BADVERS", func(t *testing.T) {
-			got, err := exchangeRaw(sp.Addr, network, pack(t, query("ready.spartan.", dns.TypeA, func(m *dns.Msg) {
+			got, err := exchangeRaw(sp.Addr, network, dnstest.Pack(t, query("ready.spartan.", dns.TypeA, func(m *dns.Msg) {
 				m.SetEdns0(1232, false)
 				m.IsEdns0().SetVersion(1)
 			})))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/spartan-dns/spartan/test/bindharness"
+	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
 // RFC 7766 §6.2.1.1: many queries may be sent on one connection without
@@ -37,7 +38,7 @@ func TestRFC7766_6_2_1_1_QueryPipelining(t *testing.T) {
 	for round := 0; round < 2; round++ {
 		for _, n := range names {
 			q := query(n.qname, n.qtype, nil)
-			raw := pack(t, q)
+			raw := dnstest.Pack(t, q)
 			direct, err := exchangeRaw(e.up, "tcp", raw)
 			if err != nil {
 				t.Fatalf("direct: %v", err)
@@ -62,7 +63,7 @@ func TestRFC7766_6_2_1_1_QueryPipelining(t *testing.T) {
 	}
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for i := 0; i < len(qs); i++ {
-		r, err := readFrame(c)
+		r, err := dnstest.ReadFrame(c)
 		if err != nil {
 			t.Fatalf("after %d of %d answers: %v", i, len(qs), err)
 		}
@@ -101,18 +102,18 @@ func TestRFC7766_7_ResponseReordering(t *testing.T) {
 	fast := query("fast.order.test.", dns.TypeA, nil)
 	fast.Id = slow.Id + 1
 	start := time.Now()
-	if err := writeFrame(c, pack(t, slow)); err != nil {
+	if err := dnstest.WriteFrame(c, dnstest.Pack(t, slow)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond) // the slow one is surely first in
-	if err := writeFrame(c, pack(t, fast)); err != nil {
+	if err := dnstest.WriteFrame(c, dnstest.Pack(t, fast)); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var order []string
 	var times []time.Duration
 	for i := 0; i < 2; i++ {
-		r, err := readFrame(c)
+		r, err := dnstest.ReadFrame(c)
 		if err != nil {
 			t.Fatalf("answer %d: %v", i, err)
 		}
@@ -153,11 +154,11 @@ func TestRFC7766_6_2_2_ConcurrentConnections(t *testing.T) {
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 			for j := 0; j < perConn; j++ {
 				q := query(fmt.Sprintf("c%d-%d.conc.test.", i, j), dns.TypeA, nil)
-				if err := writeFrame(c, pack(t, q)); err != nil {
+				if err := dnstest.WriteFrame(c, dnstest.Pack(t, q)); err != nil {
 					errs <- err
 					return
 				}
-				r, err := readFrame(c)
+				r, err := dnstest.ReadFrame(c)
 				if err != nil {
 					errs <- fmt.Errorf("conn %d query %d: %w", i, j, err)
 					return
@@ -188,7 +189,7 @@ func TestRFC7766_6_2_3_IdleTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		took, err := waitClosed(c, 4*time.Second)
+		took, err := dnstest.WaitClosed(c, 4*time.Second)
 		if err != nil {
 			t.Fatalf("idle connection: %v", err)
 		}
@@ -203,13 +204,13 @@ func TestRFC7766_6_2_3_IdleTimeout(t *testing.T) {
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(ioTimeout))
-		if err := writeFrame(c, pack(t, query("idle.test.", dns.TypeA, nil))); err != nil {
+		if err := dnstest.WriteFrame(c, dnstest.Pack(t, query("idle.test.", dns.TypeA, nil))); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := readFrame(c); err != nil {
+		if _, err := dnstest.ReadFrame(c); err != nil {
 			t.Fatalf("answer: %v", err)
 		}
-		took, err := waitClosed(c, 4*time.Second)
+		took, err := dnstest.WaitClosed(c, 4*time.Second)
 		if err != nil {
 			t.Fatalf("idle connection after an answer: %v", err)
 		}
@@ -231,10 +232,10 @@ func TestRFC7766_6_2_1_ConnectionReuse(t *testing.T) {
 	defer c.Close()
 	for i := 0; i < 3; i++ {
 		_ = c.SetDeadline(time.Now().Add(ioTimeout))
-		if err := writeFrame(c, pack(t, query(fmt.Sprintf("reuse%d.test.", i), dns.TypeA, nil))); err != nil {
+		if err := dnstest.WriteFrame(c, dnstest.Pack(t, query(fmt.Sprintf("reuse%d.test.", i), dns.TypeA, nil))); err != nil {
 			t.Fatalf("query %d: %v", i, err)
 		}
-		if _, err := readFrame(c); err != nil {
+		if _, err := dnstest.ReadFrame(c); err != nil {
 			t.Fatalf("answer %d on a reused connection: %v", i, err)
 		}
 		time.Sleep(time.Second)
@@ -253,7 +254,7 @@ func TestRFC7766_8_LengthFieldSplit(t *testing.T) {
 	defer c.Close()
 	c.(*net.TCPConn).SetNoDelay(true)
 	q := query("split.test.", dns.TypeA, nil)
-	raw := pack(t, q)
+	raw := dnstest.Pack(t, q)
 	frame := binary.BigEndian.AppendUint16(nil, uint16(len(raw)))
 	frame = append(frame, raw...)
 	for _, b := range frame {
@@ -263,7 +264,7 @@ func TestRFC7766_8_LengthFieldSplit(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
-	r, err := readFrame(c)
+	r, err := dnstest.ReadFrame(c)
 	if err != nil {
 		t.Fatalf("no answer to a byte-by-byte query: %v", err)
 	}

@@ -1,10 +1,7 @@
 package hostile
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -102,15 +99,6 @@ func (d *daemon) checkHealthy(t *testing.T) {
 		fds, d.baseFDs, threads, d.baseThreads)
 }
 
-func pack(t testing.TB, m *dns.Msg) []byte {
-	t.Helper()
-	b, err := m.Pack()
-	if err != nil {
-		t.Fatalf("pack: %v", err)
-	}
-	return b
-}
-
 func query(name string, qtype uint16) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
@@ -141,42 +129,6 @@ func udpReplies(t *testing.T, addr netip.AddrPort, pkts [][]byte, wait time.Dura
 			return out
 		}
 		out = append(out, append([]byte(nil), buf[:n]...))
-	}
-}
-
-func frame(m []byte) []byte {
-	b := binary.BigEndian.AppendUint16(nil, uint16(len(m)))
-	return append(b, m...)
-}
-
-func readFrame(r io.Reader) ([]byte, error) {
-	var l [2]byte
-	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return nil, err
-	}
-	b := make([]byte, binary.BigEndian.Uint16(l[:]))
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
-// waitClosed reads (and discards) from c until the peer closes it, and
-// returns how long that took, or an error if it is still open after limit.
-func waitClosed(c net.Conn, limit time.Duration) (time.Duration, error) {
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(limit))
-	buf := make([]byte, 4096)
-	for {
-		_, err := c.Read(buf)
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return time.Since(start), fmt.Errorf("still open after %v", limit)
-		}
-		return time.Since(start), nil
 	}
 }
 

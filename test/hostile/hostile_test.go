@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/spartan-dns/spartan/test/dnstest"
 	"github.com/spartan-dns/spartan/test/harness"
 )
 
@@ -35,7 +36,7 @@ func TestHostileUDPClients(t *testing.T) {
 		"upstream_timeout":   "1s",
 		"limits":             clientLimits(),
 	})
-	ok := pack(t, query("ok.hostile.test.", dns.TypeA))
+	ok := dnstest.Pack(t, query("ok.hostile.test.", dns.TypeA))
 
 	// Packets that must get no answer at all.
 	silent := []struct {
@@ -53,14 +54,14 @@ func TestHostileUDPClients(t *testing.T) {
 		{"QR set, ready.spartan", func() []byte {
 			m := query("ready.spartan.", dns.TypeA)
 			m.Response = true
-			return pack(t, m)
+			return dnstest.Pack(t, m)
 		}()},
 		{"QR set, answer section", func() []byte {
 			m := query("ready.spartan.", dns.TypeA)
 			m.Response = true
 			rr, _ := dns.NewRR("ready.spartan. 5 IN A 127.0.0.1")
 			m.Answer = append(m.Answer, rr)
-			return pack(t, m)
+			return dnstest.Pack(t, m)
 		}()},
 	}
 	for _, tc := range silent {
@@ -82,12 +83,12 @@ func TestHostileUDPClients(t *testing.T) {
 		{"no question", func() []byte {
 			m := query("x.", dns.TypeA)
 			m.Question = nil
-			return pack(t, m)
+			return dnstest.Pack(t, m)
 		}(), []int{dns.RcodeFormatError}},
 		{"two questions", func() []byte {
 			m := query("ok.hostile.test.", dns.TypeA)
 			m.Question = append(m.Question, dns.Question{Name: "ready.spartan.", Qtype: dns.TypeA, Qclass: dns.ClassINET})
-			return pack(t, m)
+			return dnstest.Pack(t, m)
 		}(), []int{dns.RcodeFormatError}},
 		{"65535 questions claimed", func() []byte {
 			b := append([]byte(nil), ok...)
@@ -102,7 +103,7 @@ func TestHostileUDPClients(t *testing.T) {
 			name  string
 			pkt   []byte
 			codes []int
-		}{fmt.Sprintf("opcode %d", op), pack(t, m), []int{dns.RcodeFormatError, dns.RcodeNotImplemented}})
+		}{fmt.Sprintf("opcode %d", op), dnstest.Pack(t, m), []int{dns.RcodeFormatError, dns.RcodeNotImplemented}})
 	}
 	for _, tc := range formerr {
 		t.Run("rejected/"+tc.name, func(t *testing.T) {
@@ -142,7 +143,7 @@ func TestHostileUDPClients(t *testing.T) {
 	t.Run("beyond handler_limit", func(t *testing.T) {
 		var pkts [][]byte
 		for i := 0; i < 300; i++ {
-			pkts = append(pkts, pack(t, query(fmt.Sprintf("slow.f%d.hostile.test.", i), dns.TypeA)))
+			pkts = append(pkts, dnstest.Pack(t, query(fmt.Sprintf("slow.f%d.hostile.test.", i), dns.TypeA)))
 		}
 		replies := udpReplies(t, d.sp.Addr, pkts, 1500*time.Millisecond)
 		t.Logf("300 queries against handler_limit 16: %d answered", len(replies))
@@ -218,7 +219,7 @@ func TestHostileTCPClients(t *testing.T) {
 		"upstream_timeout":   "1s",
 		"limits":             clientLimits(),
 	})
-	ok := pack(t, query("ok.hostile.test.", dns.TypeA))
+	ok := dnstest.Pack(t, query("ok.hostile.test.", dns.TypeA))
 
 	// Frames that lie about their length. The read timeout is 1 s and the
 	// idle timeout 2 s, so every such connection must be gone within 4 s,
@@ -229,16 +230,16 @@ func TestHostileTCPClients(t *testing.T) {
 	}{
 		{"length larger than sent", append(binary.BigEndian.AppendUint16(nil, 500), ok...)},
 		{"length 0", []byte{0, 0}},
-		{"length 0 then a query", append([]byte{0, 0}, frame(ok)...)},
+		{"length 0 then a query", append([]byte{0, 0}, dnstest.Frame(ok)...)},
 		{"length smaller than sent", append(binary.BigEndian.AppendUint16(nil, 5), ok...)},
 		{"length 65535, nothing sent", []byte{0xff, 0xff}},
 		{"half a length", []byte{0x00}},
 		{"QR set", func() []byte {
 			b := append([]byte(nil), ok...)
 			b[2] |= 0x80
-			return frame(b)
+			return dnstest.Frame(b)
 		}()},
-		{"11-byte message", frame(ok[:11])},
+		{"11-byte message", dnstest.Frame(ok[:11])},
 	}
 	for _, tc := range lying {
 		t.Run("lying/"+tc.name, func(t *testing.T) {
@@ -249,7 +250,7 @@ func TestHostileTCPClients(t *testing.T) {
 			_ = c.SetReadDeadline(time.Now().Add(4 * time.Second))
 			start := time.Now()
 			for {
-				r, err := readFrame(c)
+				r, err := dnstest.ReadFrame(c)
 				if err != nil {
 					break // closed (or our deadline; checked below)
 				}
@@ -274,20 +275,20 @@ func TestHostileTCPClients(t *testing.T) {
 		notify.Opcode = dns.OpcodeNotify
 		c := dialTCP(t, d.sp.Addr)
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-		for _, q := range [][]byte{pack(t, two), pack(t, notify)} {
-			if _, err := c.Write(frame(q)); err != nil {
+		for _, q := range [][]byte{dnstest.Pack(t, two), dnstest.Pack(t, notify)} {
+			if _, err := c.Write(dnstest.Frame(q)); err != nil {
 				t.Fatal(err)
 			}
-			r, err := readFrame(c)
+			r, err := dnstest.ReadFrame(c)
 			if err != nil {
 				t.Fatalf("no answer: %v", err)
 			}
 			checkRejection(t, q, r, []int{dns.RcodeFormatError, dns.RcodeNotImplemented})
 		}
-		if _, err := c.Write(frame(ok)); err != nil {
+		if _, err := c.Write(dnstest.Frame(ok)); err != nil {
 			t.Fatal(err)
 		}
-		if r, err := readFrame(c); err != nil || binary.BigEndian.Uint16(r) != binary.BigEndian.Uint16(ok) {
+		if r, err := dnstest.ReadFrame(c); err != nil || binary.BigEndian.Uint16(r) != binary.BigEndian.Uint16(ok) {
 			t.Errorf("connection unusable after the rejections: %v", err)
 		}
 		d.checkHealthy(t)
@@ -312,7 +313,7 @@ func TestHostileTCPClients(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if took, err := waitClosed(c, 4*time.Second); err != nil {
+				if took, err := dnstest.WaitClosed(c, 4*time.Second); err != nil {
 					t.Errorf("slowloris connection %d: %v", i, err)
 				} else if took > 3*time.Second {
 					t.Errorf("slowloris connection %d held %v (read timeout 1s)", i, took)
@@ -357,7 +358,7 @@ func TestHostileTCPClients(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := waitClosed(c, 300*time.Millisecond); err != nil {
+				if _, err := dnstest.WaitClosed(c, 300*time.Millisecond); err != nil {
 					mu.Lock()
 					open++
 					mu.Unlock()
@@ -388,14 +389,14 @@ func TestHostileTCPClients(t *testing.T) {
 		_ = c.SetReadBuffer(4096)
 		var all []byte
 		for i := 0; i < 100; i++ {
-			all = append(all, frame(pack(t, query(fmt.Sprintf("bigtxt.n%d.hostile.test.", i), dns.TypeTXT)))...)
+			all = append(all, dnstest.Frame(dnstest.Pack(t, query(fmt.Sprintf("bigtxt.n%d.hostile.test.", i), dns.TypeTXT)))...)
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		_, _ = c.Write(all) // may stall once Spartan stops reading; that is fine
 		// Wait, without reading, for Spartan to give up: its write deadline
 		// (tcp_read_timeout, 1s) passes and it must close. Only then drain.
 		time.Sleep(3 * time.Second)
-		took, err := waitClosed(c, 5*time.Second)
+		took, err := dnstest.WaitClosed(c, 5*time.Second)
 		if err != nil {
 			t.Errorf("connection of a client that never reads is still open 3s+%v later", took)
 		}
@@ -414,7 +415,7 @@ func TestHostileTCPClients(t *testing.T) {
 		for i := 0; i < n; i++ {
 			m := query(fmt.Sprintf("slow.p%d.hostile.test.", i), dns.TypeA)
 			ids[m.Id] = true
-			all = append(all, frame(pack(t, m))...)
+			all = append(all, dnstest.Frame(dnstest.Pack(t, m))...)
 		}
 		up.slowMax.Store(0)
 		if _, err := c.Write(all); err != nil {
@@ -423,7 +424,7 @@ func TestHostileTCPClients(t *testing.T) {
 		_ = c.SetReadDeadline(time.Now().Add(6 * time.Second))
 		answered := 0
 		for answered < n {
-			r, err := readFrame(c)
+			r, err := dnstest.ReadFrame(c)
 			if err != nil {
 				break
 			}

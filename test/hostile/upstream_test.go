@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/spartan-dns/spartan/test/dnstest"
 	"github.com/spartan-dns/spartan/test/harness"
 )
 
@@ -216,7 +217,7 @@ func (u *upstream) serveTCP() {
 			}
 			for {
 				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				raw, err := readFrame(c)
+				raw, err := dnstest.ReadFrame(c)
 				if err != nil {
 					return
 				}
@@ -245,7 +246,7 @@ func (u *upstream) handleTCP(q *dns.Msg, c *net.TCPConn, write func([]byte) erro
 		// The right reply, one byte every 100 ms: ~6 s in all, far beyond
 		// any sane upstream timeout.
 		start := time.Now()
-		for _, b := range frame(answer(q, goodIP, nil)) {
+		for _, b := range dnstest.Frame(answer(q, goodIP, nil)) {
 			if write([]byte{b}) != nil {
 				break
 			}
@@ -274,20 +275,20 @@ func (u *upstream) handleTCP(q *dns.Msg, c *net.TCPConn, write func([]byte) erro
 			r.Answer = append(r.Answer, rr)
 		}
 		b, _ := r.Pack()
-		_ = write(frame(b))
+		_ = write(dnstest.Frame(b))
 		return
 	case "tcphuge":
 		h := answer(q, badIP, func(r *dns.Msg) { r.Answer = nil })
 		h[7] = 200
 		body := append(h, junk(65535-len(h))...)
-		_ = write(frame(body))
+		_ = write(dnstest.Frame(body))
 		return
 	default:
 		for _, f := range forgeries(kind, q) {
 			if len(f) > 65535 {
 				f = f[:65535]
 			}
-			_ = write(frame(f))
+			_ = write(dnstest.Frame(f))
 		}
 	}
 	if strings.HasSuffix(kind, "only") {
@@ -296,5 +297,5 @@ func (u *upstream) handleTCP(q *dns.Msg, c *net.TCPConn, write func([]byte) erro
 	if kind != "ok" && kind != "slow" {
 		time.Sleep(100 * time.Millisecond)
 	}
-	_ = write(frame(answer(q, goodIP, nil)))
+	_ = write(dnstest.Frame(answer(q, goodIP, nil)))
 }

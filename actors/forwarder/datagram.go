@@ -1,0 +1,71 @@
+package forwarder
+
+import (
+	"errors"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// errNotAReply marks a datagram that is consumed and ignored: empty, or
+// larger than limits.udp_payload_max.
+var errNotAReply = errors.New("empty or oversized datagram")
+
+// readDatagram reads one datagram from an upstream socket into a slice of
+// exactly its size. It first peeks at the datagram's real length
+// (MSG_PEEK|MSG_TRUNC), so any size up to max passes through whole (RFC
+// 5625: never cut what the upstream sent) without keeping a 64 KiB buffer
+// per in-flight query, and without copying the reply out of one.
+func readDatagram(conn Conn, max int) ([]byte, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		buf := make([]byte, 65535)
+		n, err := conn.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 || n > max {
+			return nil, errNotAReply
+		}
+		return buf[:n:n], nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var msg []byte
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		var one [1]byte
+		n, errno := recv(fd, one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+		if errno == unix.EAGAIN {
+			return false // nothing yet: wait for the poller
+		}
+		if errno != 0 {
+			rerr = errno
+			return true
+		}
+		if n == 0 || n > max {
+			_, _ = recv(fd, one[:], 0) // consume it
+			rerr = errNotAReply
+			return true
+		}
+		msg = make([]byte, n)
+		if _, errno = recv(fd, msg, 0); errno != 0 {
+			rerr = errno
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err // deadline exceeded, closed
+	}
+	return msg, rerr
+}
+
+// recv is recvfrom(2) without a source address (the socket is connected),
+// so it allocates nothing.
+func recv(fd uintptr, b []byte, flags int) (int, syscall.Errno) {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags), 0, 0)
+	return int(n), errno
+}
