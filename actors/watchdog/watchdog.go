@@ -181,7 +181,7 @@ func (w *Watchdog) check(ctx context.Context) error {
 	defer w.mu.Unlock()
 	if err == nil {
 		w.passes.Add(1)
-		if !w.failingSince.IsZero() {
+		if !w.failingSince.IsZero() && w.readySent.Load() {
 			w.log.Info().Dur("failed_for", now.Sub(w.failingSince)).Msg("probe passes again")
 		}
 		w.failingSince, w.lastErr = time.Time{}, ""
@@ -199,7 +199,13 @@ func (w *Watchdog) check(ctx context.Context) error {
 	failedFor := now.Sub(w.failingSince)
 	if msg := err.Error(); msg != w.lastErr {
 		w.lastErr = msg
-		w.log.Warn().Err(err).Dur("failing_for", failedFor).Dur("grace", w.grace).Msg("probe failed")
+		// Before the first pass the listeners are usually still binding:
+		// that is startup, not a failure worth a warning.
+		lvl := w.log.Warn()
+		if !w.readySent.Load() {
+			lvl = w.log.Debug()
+		}
+		lvl.Err(err).Dur("failing_for", failedFor).Dur("grace", w.grace).Msg("probe failed")
 	}
 	if failedFor >= w.grace {
 		w.log.Error().Err(err).Dur("failing_for", failedFor).Msg("probe failed for the whole grace period; exiting so the service manager restarts us")
