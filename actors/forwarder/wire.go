@@ -77,6 +77,16 @@ func question(m []byte) (end int, qtype uint16, name string, err error) {
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
 			}
+			if c == '.' || c == '\\' {
+				// A dot inside a label is not a label boundary: escape it
+				// (as presentation format does) so "ready.spartan" as one
+				// label never routes like ready.spartan.
+				if n+1 >= len(buf)-1 {
+					return 0, 0, "", errBadName
+				}
+				buf[n] = '\\'
+				n++
+			}
 			buf[n] = c
 			n++
 		}
@@ -197,28 +207,3 @@ func errorReply(q []byte, qEnd int, rc int) []byte {
 	}
 	return r
 }
-
-// ednsSize returns the UDP payload size the query advertises in its OPT
-// record, or 512 without one (RFC 6891 6.2.3, 6.2.5). qEnd is the end of
-// the question. Malformed additional sections count as no OPT.
-func ednsSize(q []byte, qEnd int) int {
-	off := qEnd
-	counts := [3]int{count(q, 1), count(q, 2), count(q, 3)}
-	for section, n := range counts {
-		for range n {
-			var err error
-			if off, err = skipName(q, off); err != nil || off+10 > len(q) {
-				return 512
-			}
-			rrtype := binary.BigEndian.Uint16(q[off:])
-			class := int(binary.BigEndian.Uint16(q[off+2:]))
-			if section == 2 && rrtype == typeOPT {
-				return max(class, 512)
-			}
-			off += 10 + int(binary.BigEndian.Uint16(q[off+8:]))
-		}
-	}
-	return 512
-}
-
-const typeOPT = 41

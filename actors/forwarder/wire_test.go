@@ -23,6 +23,13 @@ func TestQuestion(t *testing.T) {
 	if err != nil || name != "www.example.com." || qt != dns.TypeAAAA || end != len(b) {
 		t.Fatalf("question = %d %d %q %v", end, qt, name, err)
 	}
+	// One label holding a dot is escaped, not split.
+	dotted := append(append([]byte{}, b[:12]...), 13)
+	dotted = append(dotted, "ready.spartan"...)
+	dotted = append(dotted, 0, 0, 1, 0, 1)
+	if _, _, name, err := question(dotted); err != nil || name != `ready\.spartan.` {
+		t.Fatalf("dotted label: %q %v", name, err)
+	}
 	root := new(dns.Msg)
 	root.SetQuestion(".", dns.TypeNS)
 	if _, _, name, err := question(pack(t, root)); err != nil || name != "." {
@@ -100,54 +107,5 @@ func TestErrorReply(t *testing.T) {
 	}
 	if err := r.Unpack(errorReply(qb, 0, rcodeFormErr)); err != nil || r.Rcode != dns.RcodeFormatError || len(r.Question) != 0 {
 		t.Fatalf("bad FORMERR: %v %v", &r, err)
-	}
-}
-
-func TestEDNSSize(t *testing.T) {
-	tests := []struct {
-		name string
-		msg  func() *dns.Msg
-		want int
-	}{
-		{"no OPT", func() *dns.Msg { m := new(dns.Msg); m.SetQuestion("a.example.", dns.TypeA); return m }, 512},
-		{"OPT 1232", func() *dns.Msg {
-			m := new(dns.Msg)
-			m.SetQuestion("a.example.", dns.TypeA)
-			m.SetEdns0(1232, true)
-			return m
-		}, 1232},
-		{"OPT 65000", func() *dns.Msg {
-			m := new(dns.Msg)
-			m.SetQuestion("a.example.", dns.TypeA)
-			m.SetEdns0(65000, false)
-			return m
-		}, 65000},
-		{"OPT below 512", func() *dns.Msg {
-			m := new(dns.Msg)
-			m.SetQuestion("a.example.", dns.TypeA)
-			m.SetEdns0(100, false)
-			return m
-		}, 512},
-		{"OPT after another record", func() *dns.Msg {
-			m := new(dns.Msg)
-			m.SetQuestion("a.example.", dns.TypeA)
-			m.Extra = append(m.Extra, &dns.A{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeA, Class: dns.ClassINET}, A: []byte{1, 2, 3, 4}})
-			m.SetEdns0(4096, false)
-			return m
-		}, 4096},
-	}
-	for _, tc := range tests {
-		b := pack(t, tc.msg())
-		qEnd, _, _, _ := question(b)
-		if got := ednsSize(b, qEnd); got != tc.want {
-			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
-		}
-	}
-	// A lying count must not read past the end.
-	b := pack(t, tests[1].msg())
-	b[11] = 9
-	qEnd, _, _, _ := question(b)
-	if got := ednsSize(b[:len(b)-3], qEnd); got != 512 {
-		t.Errorf("truncated OPT: %d", got)
 	}
 }

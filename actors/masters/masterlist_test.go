@@ -20,7 +20,7 @@ func TestMasterList(t *testing.T) {
 	cfg.MastersRefreshFail = 5 * time.Second
 	out := start(t, cfg, nil, clock)
 
-	expectFailed(t, out, 2*time.Second, "no such file")
+	expectFailed(t, out, 5*time.Second, "no such file")
 	clock.expectAfter(t, cfg.MastersRefreshFail)
 	interval := cfg.MastersRefreshFail
 
@@ -50,13 +50,13 @@ func TestMasterList(t *testing.T) {
 		}
 		clock.Advance(interval)
 		if st.want != nil {
-			m := expectMasters(t, out, 2*time.Second, st.want...)
+			m := expectMasters(t, out, 5*time.Second, st.want...)
 			if m.Source != "master_list" {
 				t.Errorf("%s: source %q", st.name, m.Source)
 			}
 			interval = cfg.MastersRefreshNormal
 		} else {
-			f := expectFailed(t, out, 2*time.Second, st.wantErr)
+			f := expectFailed(t, out, 5*time.Second, st.wantErr)
 			if f.Source != "master_list" {
 				t.Errorf("%s: source %q", st.name, f.Source)
 			}
@@ -84,7 +84,7 @@ func TestChangeLatencyMasterList(t *testing.T) {
 		if err := os.WriteFile(path, []byte(`["`+ip+`"]`), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		worst = max(worst, waitMasters(t, out, time.Second+normal, ip))
+		worst = max(worst, waitMasters(t, out, 5*time.Second, ip))
 	}
 	t.Logf("master_list: change visible after at most %v with masters_refresh_interval_normal=%v", worst, normal)
 }

@@ -21,6 +21,19 @@ import (
 // ride out a server restart without losing the session.
 const zkSessionTimeout = 4 * time.Second
 
+// sessionSettle is how long the watcher waits after a new session before
+// reading. go-zookeeper v1.0.4 re-registers the old watches (SetWatches)
+// right after the "has session" event, reading the last zxid while the new
+// receive loop may be writing it: a data race (go-zookeeper/zk PR #35, not
+// merged) that a read issued at once would provoke: a response to it
+// updates the zxid concurrently. In practice a torn or stale zxid only makes
+// the server re-send notifications, but it fails -race builds, so the watcher
+// keeps its requests out of that window: nothing is sent before the first
+// session, nothing while disconnected, and after a reconnect the read waits
+// this long. Real time, not the injected clock: a fixed pause, not part of
+// the poll schedule.
+const sessionSettle = 100 * time.Millisecond
+
 // masterInfoPrefix marks the znodes Mesos masters register with JSON
 // MasterInfo. Mesos also keeps log_replicas and (old) protobuf info_*
 // children, which are ignored.
@@ -107,13 +120,33 @@ func (w *zookeeperWatcher) Serve(ctx context.Context) error {
 	}()
 
 	ws := &watchSet{active: map[string]bool{}, changed: make(chan struct{}, 1)}
+	// The first read waits for the first session, so no request is queued
+	// before it: the library then re-registers no watches on that
+	// connection (see sessionSettle). A server that is down at start is
+	// reported at the fail interval.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-sessionUp:
+	case <-w.clock.After(w.fail):
+	}
 	for {
 		// Drain a pending change signal: this read covers it.
 		select {
 		case <-ws.changed:
 		default:
 		}
-		ips, err := w.read(ctx, conn, ws)
+		var ips []netip.Addr
+		var err error
+		if conn.State() == zk.StateHasSession {
+			ips, err = w.read(ctx, conn, ws)
+		} else {
+			// Requests made now would wait in the library's queue and go
+			// out the instant a new connection is up, racing its watch
+			// re-registration (see sessionSettle). The new session
+			// triggers the read instead.
+			err = fmt.Errorf("zookeeper: not connected to %v (%s)", servers, conn.State())
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -125,6 +158,11 @@ func (w *zookeeperWatcher) Serve(ctx context.Context) error {
 		case <-tick:
 		case <-sessionUp:
 			w.log.Debug().Int64("session", conn.SessionID()).Msg("zookeeper session established")
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(sessionSettle):
+			}
 		}
 	}
 }
