@@ -36,6 +36,10 @@ func readDatagram(conn Conn, max int) ([]byte, error) {
 	}
 	var msg []byte
 	var rerr error
+	// The first attempt usually finds nothing (EAGAIN) and could look
+	// skippable, but it is not: RawConn.Read resets the poller's recorded
+	// readiness before calling us, so a reply that already arrived is only
+	// seen by trying.
 	err = rc.Read(func(fd uintptr) bool {
 		var one [1]byte
 		n, errno := recv(fd, one[:], unix.MSG_PEEK|unix.MSG_TRUNC)

@@ -16,8 +16,9 @@ import (
 // connect makes the kernel filter replies by source address and report
 // ICMP errors (a dead upstream fails fast).
 //
-// IPv4 sockets come from pool when it has one ready: created and bound to a
-// kernel-chosen random port ahead of time, so the query pays only connect.
+// IPv4 sockets come from pool when it has one ready: created and registered
+// with the poller ahead of time, so the query pays only connect (which
+// binds a kernel-chosen random port).
 // Each socket still carries exactly one upstream query (RFC 5452: a fresh
 // random source port per query); the pool only moves socket creation off
 // the query's path.
@@ -104,7 +105,7 @@ func (p *SocketPool) take() *os.File {
 // Serve implements suture.Service: it refills the pool until ctx ends.
 func (p *SocketPool) Serve(ctx context.Context) error {
 	for {
-		f, err := boundSocket()
+		f, err := newSocket()
 		if err != nil {
 			return fmt.Errorf("upstream socket pool: %w", err)
 		}
@@ -129,16 +130,13 @@ func (p *SocketPool) Close() {
 	}
 }
 
-// boundSocket creates an IPv4 UDP socket bound to a random ephemeral port
-// (the kernel's choice, randomised) on every address.
-func boundSocket() (*os.File, error) {
+// newSocket creates an IPv4 UDP socket registered with the poller. It has
+// no address yet: connect binds it to a random ephemeral port (the kernel's
+// choice), so it can receive nothing before it is used.
+func newSocket() (*os.File, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{}); err != nil {
-		unix.Close(fd)
-		return nil, os.NewSyscallError("bind", err)
 	}
 	return os.NewFile(uintptr(fd), "udp-upstream"), nil
 }
