@@ -292,6 +292,9 @@ func TestDaemonInNamespace(t *testing.T) {
 		took, _ := waitLink(t, h, time.Second)
 		t.Logf("link back in %v", took)
 		t.Logf("ready.spartan answered again %v later", waitCheck(t, n, d, "198.51.100.1", 5*time.Second))
+		for _, ip := range bindIPs[1:] { // every bind IP serves again, UDP and TCP
+			waitCheck(t, n, d, ip, 5*time.Second)
+		}
 	})
 	t.Run("deleted address back within 1s", func(t *testing.T) {
 		n.MustRun(t, "ip", "addr", "del", "198.51.100.2/32", "dev", "spartan")
