@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -64,7 +65,12 @@ func Start(t testing.TB) *ZK {
 		}
 		t.Fatalf("zkharness: %v", err)
 	}
-	t.Cleanup(z.Close)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("zkharness: server log tail:\n%s", z.LogTail(8<<10))
+		}
+		z.Close()
+	})
 	return z
 }
 
@@ -127,6 +133,33 @@ maxClientCnxns=0
 	return z, nil
 }
 
+// classpath is the ZooKeeper jar, plus a simple SLF4J binding when one is
+// installed (maven's, from other Debian packages), so zookeeper.out holds
+// the server's log for LogTail. Without it the server logs nothing.
+func classpath() string {
+	cp := debianJar
+	logJars := []string{"/usr/share/java/maven3-slf4j-provider.jar", "/usr/share/java/maven-shared-utils.jar"}
+	for _, j := range logJars {
+		if _, err := os.Stat(j); err != nil {
+			return cp
+		}
+	}
+	return cp + ":" + strings.Join(logJars, ":")
+}
+
+// LogTail returns the last n bytes of the server's output, for a failing
+// test to show what the server did.
+func (z *ZK) LogTail(n int) string {
+	b, err := os.ReadFile(filepath.Join(z.dir, "zookeeper.out"))
+	if err != nil {
+		return fmt.Sprintf("(no server log: %v)", err)
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
 func (z *ZK) cfgPath() string { return filepath.Join(z.dir, "zoo.cfg") }
 
 // Addr is the client address, "127.0.0.1:PORT".
@@ -160,7 +193,7 @@ func (z *ZK) start() error {
 		"-Dzookeeper.jmx.log4j.disable=true",
 		"-Dzookeeper.snapshot.trust.empty=true",
 		"-Dzookeeper.log.dir="+z.dir,
-		"-cp", debianJar,
+		"-cp", classpath(),
 		mainClass, z.cfgPath())
 	cmd.Dir = z.dir
 	cmd.Stdout = out
