@@ -19,7 +19,7 @@ out=$(eval "$cmd" 2>&1)
 	echo "- command: \`$cmd\`"
 	echo
 	echo "BenchmarkUDPForward: closed-loop clients (1, 16, 64) send UDP queries to one listener; each query is"
-	echo "raced to two reflector upstreams (\`test/dnstest\`), with and without the upstream socket pool."
+	echo "raced to two reflector upstreams (\`test/dnstest\`)."
 	echo "qps, p50/p99 are as the clients see them. BenchmarkDialUDP: one fresh upstream socket."
 	echo
 	echo '```'

@@ -24,14 +24,12 @@ import (
 //
 //	go test -run '^$' -bench UDPForward -benchtime 100000x ./actors/listener
 func BenchmarkUDPForward(b *testing.B) {
-	for _, pool := range []bool{false, true} {
-		for _, clients := range []int{1, 16, 64} {
-			b.Run(fmt.Sprintf("pool=%v/clients=%d", pool, clients), func(b *testing.B) { benchUDP(b, clients, pool) })
-		}
+	for _, clients := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { benchUDP(b, clients) })
 	}
 }
 
-func benchUDP(b *testing.B, clients int, pool bool) {
+func benchUDP(b *testing.B, clients int) {
 	up1 := dnstest.StartReflector(b, "127.0.0.1")
 	up2 := dnstest.StartReflector(b, "127.0.0.1")
 	cfg := config.Default()
@@ -40,13 +38,6 @@ func benchUDP(b *testing.B, clients int, pool bool) {
 	store := config.NewStore(cfg, config.NewRegistry())
 	fwd := forwarder.New(store, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
-	if pool {
-		p := forwarder.NewSocketPool(256)
-		fwd.UsePool(p)
-		poolDone := make(chan struct{})
-		go func() { _ = p.Serve(ctx); close(poolDone) }()
-		b.Cleanup(func() { cancel(); <-poolDone; p.Close() })
-	}
 
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

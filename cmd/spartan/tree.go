@@ -26,10 +26,6 @@ var (
 	groupOpts = supervisor.Options{FailureThreshold: 10, FailureDecay: 10, FailureBackoff: 2 * time.Second}
 )
 
-// socketPoolSize is how many upstream sockets are kept ready: enough for a
-// burst of queries, each pair of which takes two.
-const socketPoolSize = 256
-
 // healthTick is how often the config actor folds the query path's
 // counters into upstream health scores.
 const healthTick = 100 * time.Millisecond
@@ -43,7 +39,6 @@ type daemon struct {
 	tree  *supervisor.Tree
 	udp   []*listener.UDP
 	tcp   []*listener.TCP
-	pool  *forwarder.SocketPool
 
 	// failed carries the exit code when an actor decides the process must
 	// die (the watchdog after its grace period).
@@ -66,12 +61,8 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 		state.Actor("masters", w)
 	}
 
-	// DNS: a UDP and a TCP listener per bind IP, and the pool that keeps
-	// fresh upstream sockets ready.
+	// DNS: a UDP and a TCP listener per bind IP.
 	dns := root.Supervisor("dns", dnsOpts)
-	d.pool = forwarder.NewSocketPool(socketPoolSize)
-	d.fwd.UsePool(d.pool)
-	dns.Actor("sockets", d.pool)
 	for _, ip := range cfg.BindIPs {
 		if cfg.UDPServerEnabled {
 			l := listener.NewUDP(netip.AddrPortFrom(ip, uint16(cfg.UDPPort)), d.fwd, log)
@@ -148,6 +139,5 @@ func (d *daemon) run(ctx context.Context) (int, error) {
 	for _, l := range d.tcp {
 		l.Close()
 	}
-	d.pool.Close()
 	return int(code.Load()), err
 }
