@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/test/fakeclock"
+
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/msg"
 )
@@ -75,7 +77,7 @@ func exhibitorBody(hosts ...string) string {
 // a good read and after the fail interval following a failed one.
 func TestExhibitorSchedule(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	cfg := testConfig("exhibitor_uri")
 	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
 	cfg.MastersRefreshNormal = 120 * time.Second
@@ -88,7 +90,7 @@ func TestExhibitorSchedule(t *testing.T) {
 	if m.Source != "exhibitor_uri" || !m.At.Equal(clock.Now()) {
 		t.Errorf("Masters source=%q at=%v, want exhibitor_uri at the clock's now", m.Source, m.At)
 	}
-	clock.expectAfter(t, cfg.MastersRefreshNormal)
+	clock.ExpectAfter(t, cfg.MastersRefreshNormal)
 
 	steps := []struct {
 		name    string
@@ -121,7 +123,7 @@ func TestExhibitorSchedule(t *testing.T) {
 			expectFailed(t, out, 5*time.Second, st.wantErr)
 			interval = cfg.MastersRefreshFail
 		}
-		clock.expectAfter(t, interval)
+		clock.ExpectAfter(t, interval)
 		// One read, one report: nothing else until the clock moves.
 		expectQuiet(t, out, 20*time.Millisecond)
 	}
@@ -141,18 +143,18 @@ func TestExhibitorAddress(t *testing.T) {
 	_, port, _ := net.SplitHostPort(ex.hostport())
 
 	t.Run("hostname:port", func(t *testing.T) {
-		clock := newFakeClock()
+		clock := fakeclock.New()
 		cfg := testConfig("exhibitor")
 		cfg.ExhibitorAddress = "exhibitor.test:" + port
 		out := start(t, cfg, lookup, clock)
 		expectMasters(t, out, 5*time.Second, "10.0.0.1", "10.0.0.2", "10.0.0.9")
-		clock.expectAfter(t, cfg.MastersRefreshNormal)
+		clock.ExpectAfter(t, cfg.MastersRefreshNormal)
 
 		// A master whose name stops resolving fails the read and names it.
 		ex.set(200, exhibitorBody("master-1.test", "master-3.test"), 0)
 		clock.Advance(cfg.MastersRefreshNormal)
 		expectFailed(t, out, 5*time.Second, `master hostname "master-3.test"`)
-		clock.expectAfter(t, cfg.MastersRefreshFail)
+		clock.ExpectAfter(t, cfg.MastersRefreshFail)
 
 		resolver.set("master-3.test", "10.0.0.3")
 		clock.Advance(cfg.MastersRefreshFail)
@@ -162,7 +164,7 @@ func TestExhibitorAddress(t *testing.T) {
 	t.Run("unresolvable exhibitor", func(t *testing.T) {
 		cfg := testConfig("exhibitor")
 		cfg.ExhibitorAddress = "nowhere.test:" + port
-		out := start(t, cfg, lookup, newFakeClock())
+		out := start(t, cfg, lookup, fakeclock.New())
 		expectFailed(t, out, 5*time.Second, "NXDOMAIN")
 	})
 
@@ -171,13 +173,13 @@ func TestExhibitorAddress(t *testing.T) {
 		// it is not an Exhibitor serving this body, so the read still fails).
 		cfg := testConfig("exhibitor")
 		cfg.ExhibitorAddress = "127.0.0.1"
-		out := start(t, cfg, lookup, newFakeClock())
+		out := start(t, cfg, lookup, fakeclock.New())
 		expectFailed(t, out, 5*time.Second, "http://127.0.0.1:8181/exhibitor/v1/cluster/status")
 	})
 
 	t.Run("unset", func(t *testing.T) {
 		cfg := testConfig("exhibitor")
-		out := start(t, cfg, lookup, newFakeClock())
+		out := start(t, cfg, lookup, fakeclock.New())
 		expectFailed(t, out, 5*time.Second, "exhibitor_address is not set")
 	})
 }

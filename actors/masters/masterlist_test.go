@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/spartan-dns/spartan/test/fakeclock"
 )
 
 // TestMasterList follows a master_list file through its life: absent,
@@ -13,7 +15,7 @@ import (
 // outcome.
 func TestMasterList(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "master_list")
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	cfg := testConfig("master_list")
 	cfg.MasterListFile = path
 	cfg.MastersRefreshNormal = 120 * time.Second
@@ -21,7 +23,7 @@ func TestMasterList(t *testing.T) {
 	out := start(t, cfg, nil, clock)
 
 	expectFailed(t, out, 5*time.Second, "no such file")
-	clock.expectAfter(t, cfg.MastersRefreshFail)
+	clock.ExpectAfter(t, cfg.MastersRefreshFail)
 	interval := cfg.MastersRefreshFail
 
 	steps := []struct {
@@ -62,7 +64,7 @@ func TestMasterList(t *testing.T) {
 			}
 			interval = cfg.MastersRefreshFail
 		}
-		clock.expectAfter(t, interval)
+		clock.ExpectAfter(t, interval)
 		expectQuiet(t, out, 10*time.Millisecond)
 	}
 }

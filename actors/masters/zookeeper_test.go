@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/test/fakeclock"
+
 	"github.com/go-zookeeper/zk"
 	"github.com/rs/zerolog"
 
@@ -167,7 +169,7 @@ func TestZookeeperWatch(t *testing.T) {
 
 	resolver := startDNS(t, map[string][]string{"master-4.test": {"10.0.0.4"}})
 	lookup := UpstreamLookup([]netip.AddrPort{resolver.addr}, time.Second)
-	out := start(t, zkConfig(t, z.Addr(), mesos), lookup, newFakeClock())
+	out := start(t, zkConfig(t, z.Addr(), mesos), lookup, fakeclock.New())
 	d := waitMasters(t, out, 10*time.Second, "10.0.0.1")
 	t.Logf("first read (connect + session + read): %v", d)
 
@@ -217,13 +219,13 @@ func TestZookeeperMissingPath(t *testing.T) {
 	z := zkServer(t)
 	c := zkClient(t, z.Addr())
 	mesos := testMesosPath(t)
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	out := start(t, zkConfig(t, z.Addr(), mesos), nil, clock)
 	f := expectFailed(t, out, 5*time.Second, mesos+" does not exist")
 	if f.Source != "zookeeper" {
 		t.Errorf("source %q", f.Source)
 	}
-	clock.expectAfter(t, 5*time.Second)
+	clock.ExpectAfter(t, 5*time.Second)
 
 	mustCreate(t, c, mesos, nil)
 	waitFailed(t, out, changeTimeout, "no json.info_* masters")
@@ -242,7 +244,7 @@ func TestZookeeperRestart(t *testing.T) {
 	mustCreate(t, c, mesos, nil)
 	mustCreate(t, c, infoPath(mesos, 1), masterInfoDoc("10.0.0.1"))
 
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	cfg := zkConfig(t, z.Addr(), mesos)
 	out := start(t, cfg, nil, clock)
 	waitMasters(t, out, 10*time.Second, "10.0.0.1")
@@ -261,7 +263,7 @@ func TestZookeeperRestart(t *testing.T) {
 	// 2. Down: a poll fails (after the library gives up on the
 	// server) and the next is scheduled at the fail interval.
 	z.Stop()
-	drain(clock.calls)
+	drain(clock.Scheduled)
 	clock.Advance(cfg.MastersRefreshNormal)
 	waitFailed(t, out, 10*time.Second, "zookeeper")
 	waitAfter(t, clock, cfg.MastersRefreshFail)
@@ -294,7 +296,7 @@ func TestZookeeperSessionExpiry(t *testing.T) {
 	cfg := zkConfig(t, p.addr(), mesos)
 	out := make(chan any, 100)
 	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), &logs)).Level(zerolog.DebugLevel)
-	w := New(cfg, out, nil, log, newFakeClock()).(*zookeeperWatcher)
+	w := New(cfg, out, nil, log, fakeclock.New()).(*zookeeperWatcher)
 	w.sessionTimeout = time.Second // the server grants 400ms..4s (tick 200ms)
 	runService(t, w)
 	waitMasters(t, out, 10*time.Second, "10.0.0.1")
@@ -361,7 +363,7 @@ func TestZookeeperServeStops(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := make(chan any, 100)
-			svc := New(zkConfig(t, tt.addr(t), "/mesos"), out, nil, testLogger(t), newFakeClock())
+			svc := New(zkConfig(t, tt.addr(t), "/mesos"), out, nil, testLogger(t), fakeclock.New())
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { svc.Serve(ctx); close(done) }()
@@ -392,14 +394,14 @@ func TestZookeeperDownAtStart(t *testing.T) {
 	mustCreate(t, c, infoPath("/mesos", 1), masterInfoDoc("10.0.0.1"))
 	z.Stop()
 
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	cfg := zkConfig(t, z.Addr(), "/mesos")
 	out := start(t, cfg, nil, clock)
-	clock.expectAfter(t, cfg.MastersRefreshFail)
+	clock.ExpectAfter(t, cfg.MastersRefreshFail)
 	expectQuiet(t, out, 50*time.Millisecond)
 	clock.Advance(cfg.MastersRefreshFail)
 	expectFailed(t, out, 5*time.Second, "zookeeper: not connected to ["+z.Addr()+"]")
-	clock.expectAfter(t, cfg.MastersRefreshFail)
+	clock.ExpectAfter(t, cfg.MastersRefreshFail)
 
 	if err := z.Restart(); err != nil {
 		t.Fatal(err)
@@ -466,12 +468,12 @@ func drain(ch chan time.Duration) {
 
 // waitAfter waits until the watcher schedules a poll at d (it may schedule
 // others first, e.g. after a read triggered by a connection event).
-func waitAfter(t *testing.T, c *fakeClock, d time.Duration) {
+func waitAfter(t *testing.T, c *fakeclock.Clock, d time.Duration) {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
 	for {
 		select {
-		case got := <-c.calls:
+		case got := <-c.Scheduled:
 			if got == d {
 				return
 			}

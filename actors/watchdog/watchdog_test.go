@@ -12,65 +12,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/test/fakeclock"
+
 	"github.com/rs/zerolog"
 
 	wt "github.com/spartan-dns/spartan/actors/watchdog/watchdogtest"
 )
-
-// fakeClock fires After channels only when the test advances it, and
-// reports every wait so the test knows the actor is idle.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-	waiting chan time.Duration
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), waiting: make(chan time.Duration, 16)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	ch := make(chan time.Time, 1)
-	c.waiters = append(c.waiters, fakeWaiter{c.now.Add(d), ch})
-	c.mu.Unlock()
-	c.waiting <- d
-	return ch
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.ch <- c.now
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	c.waiters = kept
-}
 
 // harness drives one actor step by step: each step hands the probe its
 // result, then waits until the actor sleeps again (or returns).
 type harness struct {
 	t       *testing.T
 	w       *Watchdog
-	clock   *fakeClock
+	clock   *fakeclock.Clock
 	results chan error
 	mu      sync.Mutex
 	sent    []string
@@ -85,7 +39,7 @@ const (
 )
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{t: t, clock: newFakeClock(), results: make(chan error)}
+	h := &harness{t: t, clock: fakeclock.New(), results: make(chan error)}
 	notify := NotifierFunc(func(s string) error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -128,7 +82,7 @@ func (h *harness) step(result error) time.Duration {
 		h.t.Fatal("actor never probed")
 	}
 	select {
-	case d := <-h.clock.waiting:
+	case d := <-h.clock.Scheduled:
 		return d
 	case err := <-h.done:
 		h.done <- err
