@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spartan-dns/spartan/test/harness"
 
 	"github.com/rs/zerolog"
 )
@@ -42,27 +43,10 @@ func (a *testActor) Serve(ctx context.Context) error {
 	return ctx.Err()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is a tree shaped like Spartan's: groups with their own budgets.
 type fixture struct {
 	tree   *Tree
-	log    *syncBuffer
+	log    *harness.SyncBuffer
 	actors map[string]*testActor // by path
 	cancel context.CancelFunc
 	errc   chan error
@@ -73,7 +57,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, custom map[string]*testActor) *fixture {
 	t.Helper()
-	f := &fixture{log: &syncBuffer{}, actors: map[string]*testActor{}}
+	f := &fixture{log: &harness.SyncBuffer{}, actors: map[string]*testActor{}}
 	lg := zerolog.New(f.log)
 	f.tree = New("spartan", Options{Timeout: 500 * time.Millisecond, FailureBackoff: 200 * time.Millisecond}, lg)
 	f.tree.OnRestart(func(p string) {

@@ -1,7 +1,6 @@
 package masters
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spartan-dns/spartan/test/harness"
 
 	"github.com/spartan-dns/spartan/test/fakeclock"
 
@@ -292,7 +293,7 @@ func TestZookeeperSessionExpiry(t *testing.T) {
 	mustCreate(t, c, infoPath(mesos, 1), masterInfoDoc("10.0.0.1"))
 
 	p := startProxy(t, z.Addr())
-	var logs syncBuffer
+	var logs harness.SyncBuffer
 	cfg := zkConfig(t, p.addr(), mesos)
 	out := make(chan any, 100)
 	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), &logs)).Level(zerolog.DebugLevel)
@@ -481,23 +482,6 @@ func waitAfter(t *testing.T, c *fakeclock.Clock, d time.Duration) {
 			t.Fatalf("no poll scheduled at %v", d)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // proxy is a TCP relay that can cut the network between a client and the

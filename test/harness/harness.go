@@ -99,7 +99,7 @@ type Spartan struct {
 	CtlSocket  string
 	HTTPAddr   string // "" unless Options.HTTP
 	CtlBin     string
-	log        *syncBuffer
+	log        *SyncBuffer
 	done       chan struct{}
 	stopOnce   sync.Once
 	exitCode   int
@@ -121,7 +121,7 @@ func Start(t testing.TB, opt Options) *Spartan {
 		"master_source":      "none",
 		"upstream_resolvers": []string{"127.0.0.1:1"}, // never the host's resolver
 	}
-	s := &Spartan{CtlBin: ctl, done: make(chan struct{}), log: &syncBuffer{}}
+	s := &Spartan{CtlBin: ctl, done: make(chan struct{}), log: &SyncBuffer{}}
 	if opt.HTTP {
 		cfg["http_listen"] = netip.AddrPortFrom(ip, uint16(FreePort(t, ip, "tcp"))).String()
 	}
@@ -370,18 +370,22 @@ func Threads(pid int) int {
 	return len(ents)
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (a logger) and
+// readers (the test).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
