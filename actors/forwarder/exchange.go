@@ -120,21 +120,16 @@ func (f *Forwarder) exchange(st *raceState, u *config.Upstream, q []byte, qEnd i
 
 func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, start, deadline time.Time, limits config.LimitsConfig) ([]byte, error) {
 	var err error
+	// The upstream gets the client's query byte for byte but for a fresh
+	// random ID (RFC 5452), framed when it goes over TCP.
 	id := uint16(f.Rand(1 << 16))
-	var wbuf []byte
+	wbuf := make([]byte, 0, 2+len(q))
 	if tcp {
-		wbuf = make([]byte, 2+len(q))
-		binary.BigEndian.PutUint16(wbuf, uint16(len(q)))
-		copy(wbuf[2:], q)
-		setID(wbuf[2:], id)
-	} else {
-		wbuf = make([]byte, len(q))
-		copy(wbuf, q)
-		setID(wbuf, id)
-	}
-	if tcp {
+		wbuf = binary.BigEndian.AppendUint16(wbuf, uint16(len(q)))
 		_ = conn.SetWriteDeadline(deadline) // a UDP write never waits
 	}
+	wbuf = append(wbuf, q...)
+	setID(wbuf[len(wbuf)-len(q):], id)
 	if _, err := conn.Write(wbuf); err != nil {
 		u.Failures.Add(1)
 		return nil, err
