@@ -1,16 +1,16 @@
 package iface
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/spartan-dns/spartan/test/harness"
 
 	"github.com/rs/zerolog"
 	"github.com/vishvananda/netlink"
@@ -18,24 +18,6 @@ import (
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/test/netns"
 )
-
-// syncBuf is a log sink the actor writes while the test reads.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var bindIPs = []netip.Addr{
 	netip.MustParseAddr("198.51.100.1"),
@@ -47,14 +29,14 @@ var bindIPs = []netip.Addr{
 type started struct {
 	a      *Actor
 	h      *netlink.Handle
-	logs   *syncBuf
+	logs   *harness.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func start(t *testing.T, n *netns.NS, name string, ips []netip.Addr, opts ...Option) *started {
 	t.Helper()
-	logs := &syncBuf{}
+	logs := &harness.SyncBuffer{}
 	log := zerolog.New(logs)
 	a := newActor(config.InterfaceConfig{Manage: true, Name: name}, ips, log, append([]Option{WithNetns(n.Handle())}, opts...)...)
 	h, err := netlink.NewHandleAt(n.Handle())

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,30 +23,13 @@ import (
 
 var bindIPs = []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"}
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon is a spartan process these tests start themselves (rather than
 // through harness.Start) because some of them expect it to exit non-zero
 // and all of them wait for readiness inside a namespace.
 type daemon struct {
 	cmd     *exec.Cmd
 	cfgPath string
-	log     *syncBuf
+	log     *harness.SyncBuffer
 	done    chan struct{}
 	code    int
 }
@@ -69,7 +50,7 @@ func startDaemon(t *testing.T, n *netns.NS, cfg map[string]any, env ...string) *
 		cfg["upstream_resolvers"] = []string{"127.0.0.1:1"}
 	}
 	data, _ := json.MarshalIndent(cfg, "", "  ")
-	d := &daemon{cfgPath: filepath.Join(dir, "spartan.json"), log: &syncBuf{}, done: make(chan struct{})}
+	d := &daemon{cfgPath: filepath.Join(dir, "spartan.json"), log: &harness.SyncBuffer{}, done: make(chan struct{})}
 	if err := os.WriteFile(d.cfgPath, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
