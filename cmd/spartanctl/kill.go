@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,18 +23,9 @@ be asked; 2 bad usage.
 func runKill(socket string, args []string) int { return killMain(os.Stdout, os.Stderr, socket, args) }
 
 func killMain(out, errOut io.Writer, socket string, args []string) int {
-	fs := flag.NewFlagSet("kill", flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.Usage = func() { fmt.Fprint(errOut, killUsage) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprint(errOut, "spartanctl kill: want exactly one PATH\n", killUsage)
-		return 2
+	fs, code, ok := parseCommand("kill", killUsage, errOut, args, "PATH", nil)
+	if !ok {
+		return code
 	}
 	path := fs.Arg(0)
 	if _, code := ctlCall(errOut, socket, "kill", ctl.Request{Cmd: ctl.CmdKill, Path: path}); code != 0 {

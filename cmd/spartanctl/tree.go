@@ -34,19 +34,11 @@ const ctlTimeout = 5 * time.Second
 func runTree(socket string, args []string) int { return treeMain(os.Stdout, os.Stderr, socket, args) }
 
 func treeMain(out, errOut io.Writer, socket string, args []string) int {
-	fs := flag.NewFlagSet("tree", flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.Usage = func() { fmt.Fprint(errOut, treeUsage) }
-	asJSON := fs.Bool("json", false, "print the tree as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(errOut, "spartanctl tree: unexpected argument %q\n%s", fs.Arg(0), treeUsage)
-		return 2
+	var asJSON *bool
+	if _, code, ok := parseCommand("tree", treeUsage, errOut, args, "", func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print the tree as JSON")
+	}); !ok {
+		return code
 	}
 	resp, code := ctlCall(errOut, socket, "tree", ctl.Request{Cmd: ctl.CmdTree})
 	if resp == nil {
@@ -99,6 +91,34 @@ func formatUptime(n supervisor.Node) string {
 
 // ctlCall sends one request and reports any failure on errOut. It returns
 // the response, or nil and the exit code to return.
+// parseCommand parses a control-socket subcommand's flags (declared by
+// flags, may be nil) and checks its arguments: none when arg is "", else
+// exactly one, named arg. When ok is false the command returns code at
+// once: 0 after -h, 2 for bad usage.
+func parseCommand(name, usage string, errOut io.Writer, args []string, arg string, flags func(*flag.FlagSet)) (fs *flag.FlagSet, code int, ok bool) {
+	fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() { fmt.Fprint(errOut, usage) }
+	if flags != nil {
+		flags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return fs, 0, false
+		}
+		return fs, 2, false
+	}
+	switch {
+	case arg == "" && fs.NArg() != 0:
+		fmt.Fprintf(errOut, "spartanctl %s: unexpected argument %q\n%s", name, fs.Arg(0), usage)
+		return fs, 2, false
+	case arg != "" && fs.NArg() != 1:
+		fmt.Fprintf(errOut, "spartanctl %s: want exactly one %s\n%s", name, arg, usage)
+		return fs, 2, false
+	}
+	return fs, 0, true
+}
+
 func ctlCall(errOut io.Writer, socket, what string, req ctl.Request) (*ctl.Response, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
 	defer cancel()

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,18 +28,8 @@ func runUpstreams(socket string, args []string) int {
 }
 
 func upstreamsMain(out, errOut io.Writer, socket string, args []string) int {
-	fs := flag.NewFlagSet("upstreams", flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.Usage = func() { fmt.Fprint(errOut, upstreamsUsage) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(errOut, "spartanctl upstreams: unexpected argument %q\n%s", fs.Arg(0), upstreamsUsage)
-		return 2
+	if _, code, ok := parseCommand("upstreams", upstreamsUsage, errOut, args, "", nil); !ok {
+		return code
 	}
 	resp, code := ctlCall(errOut, socket, "upstreams", ctl.Request{Cmd: ctl.CmdUpstreams})
 	if resp == nil {
