@@ -322,18 +322,7 @@ func fzMiekgName(t *testing.T, q []byte) string {
 // fixed query. An accepted packet must be a reply to that query by every
 // reading of it, and validation never touches the packet.
 func FuzzValidateReply(f *testing.F) {
-	q := new(dns.Msg)
-	q.SetQuestion("www.Example.COM.", dns.TypeAAAA)
-	q.Id = 0x4242
-	q.SetEdns0(1232, true)
-	qb, err := q.Pack()
-	if err != nil {
-		f.Fatal(err)
-	}
-	qEnd, _, _, err := question(qb)
-	if err != nil {
-		f.Fatal(err)
-	}
+	q, qb, qEnd := fzQuery(f, 0x4242)
 	question := qb[headerLen:qEnd]
 	f.Fuzz(func(t *testing.T, reply []byte) {
 		orig := bytes.Clone(reply)
@@ -498,18 +487,7 @@ func (d fzReplyDialer) Dial(network string, _ netip.AddrPort, _ time.Time) (Conn
 // replies to the FuzzValidateReply query, whose upstream ID is fzUpstreamID.
 func FuzzUpstreamReply(f *testing.F) {
 	const fzUpstreamID, clientID = 0x4242, 0x1111
-	q := new(dns.Msg)
-	q.SetQuestion("www.Example.COM.", dns.TypeAAAA)
-	q.Id = clientID
-	q.SetEdns0(1232, true)
-	qb, err := q.Pack()
-	if err != nil {
-		f.Fatal(err)
-	}
-	qEnd, _, _, err := question(qb)
-	if err != nil {
-		f.Fatal(err)
-	}
+	_, qb, qEnd := fzQuery(f, clientID)
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")}
 	store := config.NewStore(cfg, config.NewRegistry())
@@ -549,4 +527,24 @@ func FuzzUpstreamReply(f *testing.F) {
 		}
 		fzWantError(t, qb, qEnd, rcodeServFail, got)
 	})
+}
+
+// fzQuery is the fixed query the reply-side targets answer: mixed case,
+// EDNS with DO, the given ID. It returns the message, its wire form and the
+// end of its question.
+func fzQuery(f *testing.F, id uint16) (*dns.Msg, []byte, int) {
+	f.Helper()
+	q := new(dns.Msg)
+	q.SetQuestion("www.Example.COM.", dns.TypeAAAA)
+	q.Id = id
+	q.SetEdns0(1232, true)
+	qb, err := q.Pack()
+	if err != nil {
+		f.Fatal(err)
+	}
+	qEnd, _, _, err := question(qb)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return q, qb, qEnd
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/test/harness"
+
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
@@ -39,12 +41,8 @@ func benchUDP(b *testing.B, clients int) {
 	fwd := forwarder.New(store, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	pc.Close()
+	ip, port := harness.FreeAddr(b)
+	addr := netip.AddrPortFrom(ip, uint16(port))
 	l := NewUDP(addr, fwd, zerolog.Nop())
 	served := make(chan struct{})
 	go func() { _ = l.Serve(ctx); close(served) }()

@@ -2,10 +2,11 @@ package listener
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/spartan-dns/spartan/test/harness"
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
@@ -24,12 +25,8 @@ func TestTCPCancelAnswersInFlight(t *testing.T) {
 	cfg.UpstreamResolvers = []netip.AddrPort{up.Addr}
 	fwd := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close()
+	ip, port := harness.FreeAddr(t)
+	addr := netip.AddrPortFrom(ip, uint16(port))
 	l := NewTCP(addr, fwd, cfg.Limits, zerolog.Nop())
 	defer l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -37,7 +34,10 @@ func TestTCPCancelAnswersInFlight(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- l.Serve(ctx) }()
 
-	var c *dns.Conn
+	var (
+		c   *dns.Conn
+		err error
+	)
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		if c, err = dns.Dial("tcp", addr.String()); err == nil {
@@ -86,12 +86,8 @@ func TestTCPCancelAnswersInFlight(t *testing.T) {
 func TestTCPRestartRefusesNothing(t *testing.T) {
 	cfg := config.Default()
 	fwd := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close()
+	ip, port := harness.FreeAddr(t)
+	addr := netip.AddrPortFrom(ip, uint16(port))
 	l := NewTCP(addr, fwd, cfg.Limits, zerolog.Nop())
 	defer l.Close()
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/test/dnstest"
+
 	"github.com/miekg/dns"
 )
 
@@ -24,25 +26,6 @@ func deadUDP(t *testing.T) netip.AddrPort {
 	return addr
 }
 
-// silentUDP returns an address that reads queries and never answers.
-func silentUDP(t *testing.T) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
-				return
-			}
-		}
-	}()
-	return netip.MustParseAddrPort(pc.LocalAddr().String())
-}
-
 func TestUpstreamLookup(t *testing.T) {
 	good := startDNS(t, map[string][]string{
 		"master-1.test": {"10.0.0.1"},
@@ -53,7 +36,7 @@ func TestUpstreamLookup(t *testing.T) {
 	broken.setRcode("master-1.test", dns.RcodeServerFailure)
 	broken.setRcode("refused.test", dns.RcodeRefused)
 	dead := deadUDP(t)
-	silent := silentUDP(t)
+	silent := dnstest.Start(t, "127.0.0.1", dnstest.Silent()).Addr
 
 	tests := []struct {
 		name      string
@@ -90,7 +73,7 @@ func TestUpstreamLookup(t *testing.T) {
 }
 
 func TestUpstreamLookupHonoursContext(t *testing.T) {
-	silent := silentUDP(t)
+	silent := dnstest.Start(t, "127.0.0.1", dnstest.Silent()).Addr
 	lookup := UpstreamLookup([]netip.AddrPort{silent, silent, silent}, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
