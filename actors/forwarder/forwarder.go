@@ -69,39 +69,62 @@ func (f *Forwarder) InFlight() int64 { return f.inflight.Load() }
 // Handle answers one query (its raw bytes, owned by the caller for the
 // duration of the call) and returns the reply to send, or nil to send
 // nothing. tcp says the query came over TCP and must go upstream over TCP.
+// The UDP listeners use the event loop (Loop) instead, which follows the
+// same rules without a goroutine per query.
 func (f *Forwarder) Handle(q []byte, tcp bool) []byte {
+	p := f.classify(q)
+	if p.route == nil {
+		return p.reply
+	}
+	reply, outcome := f.race(p.snap, p.route, q, p.qEnd, tcp)
+	f.Stats.count(p.kind, outcome)
+	return reply
+}
+
+// plan is what classify decided for one query: either a reply to send at
+// once (nil: drop it) or a route to race.
+type plan struct {
+	reply []byte
+	snap  *config.Snapshot
+	kind  RouteKind
+	route *config.Route // nil: answered (or dropped) without an upstream
+	qEnd  int           // end of the question section
+}
+
+// classify validates q, answers what needs no upstream (bad input, local
+// zones, a route without upstreams) and routes the rest. It counts every
+// query it answers itself.
+func (f *Forwarder) classify(q []byte) plan {
 	if len(q) < headerLen || isResponse(q) {
 		// Too short to answer, or a response: never answer a response, so
 		// two forwarders can't be made to loop.
 		f.Stats.count(RouteNone, OutcomeDropped)
-		return nil
+		return plan{}
 	}
 	if opcode(q) != 0 {
 		f.Stats.count(RouteNone, OutcomeNotImp)
-		return errorReply(q, 0, rcodeNotImp)
+		return plan{reply: errorReply(q, 0, rcodeNotImp)}
 	}
 	if qdcount(q) != 1 {
 		f.Stats.count(RouteNone, OutcomeFormErr)
-		return errorReply(q, 0, rcodeFormErr)
+		return plan{reply: errorReply(q, 0, rcodeFormErr)}
 	}
 	qEnd, _, name, err := question(q)
 	if err != nil {
 		f.Stats.count(RouteNone, OutcomeFormErr)
-		return errorReply(q, 0, rcodeFormErr)
+		return plan{reply: errorReply(q, 0, rcodeFormErr)}
 	}
 	snap := f.store.Load()
 	if zone := localZone(name); zone != "" {
 		f.Stats.count(RouteLocal, OutcomeLocal)
-		return answerLocal(snap, zone, q, qEnd)
+		return plan{reply: answerLocal(snap, zone, q, qEnd)}
 	}
 	kind, route := Route(snap, name)
 	if len(route.Upstreams) == 0 {
 		f.Stats.count(kind, OutcomeServFail)
-		return errorReply(q, qEnd, rcodeServFail)
+		return plan{reply: errorReply(q, qEnd, rcodeServFail)}
 	}
-	reply, outcome := f.race(snap, route, q, qEnd, tcp)
-	f.Stats.count(kind, outcome)
-	return reply
+	return plan{snap: snap, kind: kind, route: route, qEnd: qEnd}
 }
 
 // Route returns the upstream route for a lower-case FQDN that is not in a

@@ -6,48 +6,29 @@ import (
 	"github.com/spartan-dns/spartan/actors/config"
 )
 
-// maxAttempts bounds the upstreams one query may use: the first two, the
-// next two when both fail fast, or one hedge.
-const maxAttempts = 4
-
-// race sends q to the chosen upstreams of route and returns the reply for
-// the client (with the client's ID) and how it ended.
-//
-// The rules, from the spec's Dispatch paragraph:
-//   - start two upstreams (all of them when the route has one or two);
-//   - the first NOERROR/NXDOMAIN reply wins at once;
-//   - another rcode (SERVFAIL, REFUSED, ...) is kept as a fallback and only
-//     returned once nothing better can come;
-//   - when every started upstream has failed fast, start the next two;
-//   - when nothing has answered by the hedge delay, start one more: a
-//     silent upstream never fails fast, and waiting for upstream_timeout is
-//     exactly the stall Spartan exists to prevent;
-//   - nothing usable by upstream_timeout: SERVFAIL.
+// race sends q to the chosen upstreams of route, one goroutine per attempt
+// (exchange.go), and applies raceRules to their results. It returns the
+// reply for the client (with the client's ID) and how it ended.
 //
 // Losers keep reading after the race (bounded by LoserGrace) so their
 // health is counted; they deliver into out, which has room for all of them.
 func (f *Forwarder) race(snap *config.Snapshot, route *config.Route, q []byte, qEnd int, tcp bool) ([]byte, Outcome) {
-	ups := route.Upstreams
 	start := time.Now()
 	timeout := snap.Config.UpstreamTimeout
 	deadline := start.Add(timeout)
-	limit := min(len(ups), maxAttempts, maxTracked)
-	out := make(chan result, limit)
+	var rules raceRules
+	rules.reset(route.Upstreams)
+	out := make(chan result, rules.limit)
 	st := &raceState{grace: f.LoserGrace}
 	defer st.end()
 
-	var tried uint64
-	launched, pending := 0, 0
 	launch := func(n int) {
-		for ; n > 0 && launched < limit; n-- {
-			i := f.pick(ups, tried)
+		for ; n > 0; n-- {
+			i := rules.next(f)
 			if i < 0 {
 				return
 			}
-			tried |= 1 << i
-			launched++
-			pending++
-			go f.exchange(st, ups[i], q, qEnd, tcp, start, deadline, snap.Config.Limits, out)
+			go f.exchange(st, rules.ups[i], q, qEnd, tcp, start, deadline, snap.Config.Limits, out)
 		}
 	}
 	launch(2)
@@ -57,30 +38,20 @@ func (f *Forwarder) race(snap *config.Snapshot, route *config.Route, q []byte, q
 	expire := time.NewTimer(timeout)
 	defer expire.Stop()
 
-	var fallback []byte
-	for pending > 0 {
+	for rules.pending > 0 {
 		select {
 		case r := <-out:
-			pending--
-			if r.reply != nil && isGoodRcode(rcode(r.reply)) {
-				setID(r.reply, msgID(q))
-				return r.reply, OutcomeUpstream
+			win, more := rules.settle(r.reply)
+			if win != nil {
+				setID(win, msgID(q))
+				return win, OutcomeUpstream
 			}
-			if r.reply != nil && fallback == nil {
-				fallback = r.reply
-			}
-			if pending == 0 {
-				launch(2) // all failed fast: try the next healthiest
-			}
+			launch(more)
 		case <-hedge.C:
 			launch(1)
 		case <-expire.C:
-			pending = 0
+			return rules.final(q, qEnd)
 		}
 	}
-	if fallback != nil {
-		setID(fallback, msgID(q))
-		return fallback, OutcomeUpstreamError
-	}
-	return errorReply(q, qEnd, rcodeServFail), OutcomeServFail
+	return rules.final(q, qEnd)
 }

@@ -64,12 +64,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestDualDispatch(t *testing.T) {
+func TestDualDispatch(t *testing.T) { bothEngines(t, testDualDispatch) }
+
+func testDualDispatch(t *testing.T, handle handleFunc) {
 	a := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.1.1.1"))
 	b := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.1.1.1"))
 	f, _, _ := setup(t, 2*time.Second, a, b)
 	q, qb := query(t, "dual.example.", dns.TypeA)
-	r := unpack(t, f.Handle(qb, false))
+	r := unpack(t, handle(t, f, qb))
 	if r.Id != q.Id || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("reply %v", r)
 	}
@@ -80,14 +82,16 @@ func TestDualDispatch(t *testing.T) {
 	}
 }
 
-func TestOneSilentUpstreamOfTwo(t *testing.T) {
+func TestOneSilentUpstreamOfTwo(t *testing.T) { bothEngines(t, testOneSilentUpstreamOfTwo) }
+
+func testOneSilentUpstreamOfTwo(t *testing.T, handle handleFunc) {
 	silent := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
 	good := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.2.2.2"))
 	f, _, _ := setup(t, 5*time.Second, silent, good)
 	start := time.Now()
 	for range 50 {
 		_, qb := query(t, "one-silent.example.", dns.TypeA)
-		if r := unpack(t, f.Handle(qb, false)); r.Rcode != dns.RcodeSuccess {
+		if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeSuccess {
 			t.Fatalf("rcode %d", r.Rcode)
 		}
 	}
@@ -101,13 +105,15 @@ func TestOneSilentUpstreamOfTwo(t *testing.T) {
 	waitFor(t, "the silent upstream to see all 50 queries", func() bool { return silent.Count() == 50 })
 }
 
-func TestAllSilentServFail(t *testing.T) {
+func TestAllSilentServFail(t *testing.T) { bothEngines(t, testAllSilentServFail) }
+
+func testAllSilentServFail(t *testing.T, handle handleFunc) {
 	a := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
 	b := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
 	f, _, _ := setup(t, 300*time.Millisecond, a, b)
 	q, qb := query(t, "silent.example.", dns.TypeA)
 	start := time.Now()
-	r := unpack(t, f.Handle(qb, false))
+	r := unpack(t, handle(t, f, qb))
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("SERVFAIL after %v, before upstream_timeout", d)
 	}
@@ -116,27 +122,33 @@ func TestAllSilentServFail(t *testing.T) {
 	}
 }
 
-func TestRefusedDoesNotWinWhileAnotherIsOut(t *testing.T) {
+func TestRefusedDoesNotWinWhileAnotherIsOut(t *testing.T) { bothEngines(t, testRefusedDoesNotWinWhileAnotherIsOut) }
+
+func testRefusedDoesNotWinWhileAnotherIsOut(t *testing.T, handle handleFunc) {
 	refuser := dnstest.Start(t, "127.0.0.1", dnstest.Rcode(dns.RcodeRefused))
 	slow := dnstest.Start(t, "127.0.0.1", dnstest.Slow(100*time.Millisecond, dnstest.Answer("10.3.3.3")))
 	f, _, _ := setup(t, 2*time.Second, refuser, slow)
 	_, qb := query(t, "refused.example.", dns.TypeA)
-	if r := unpack(t, f.Handle(qb, false)); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+	if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("want the slow NOERROR, got %v", r)
 	}
 }
 
-func TestUpstreamErrorReturnedWhenNothingBetter(t *testing.T) {
+func TestUpstreamErrorReturnedWhenNothingBetter(t *testing.T) { bothEngines(t, testUpstreamErrorReturnedWhenNothingBetter) }
+
+func testUpstreamErrorReturnedWhenNothingBetter(t *testing.T, handle handleFunc) {
 	a := dnstest.Start(t, "127.0.0.1", dnstest.Rcode(dns.RcodeRefused))
 	b := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
 	f, _, _ := setup(t, 300*time.Millisecond, a, b)
 	_, qb := query(t, "refused2.example.", dns.TypeA)
-	if r := unpack(t, f.Handle(qb, false)); r.Rcode != dns.RcodeRefused {
+	if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeRefused {
 		t.Fatalf("want the upstream's own REFUSED, got %v", r)
 	}
 }
 
-func TestFastFailuresTryNextHealthiest(t *testing.T) {
+func TestFastFailuresTryNextHealthiest(t *testing.T) { bothEngines(t, testFastFailuresTryNextHealthiest) }
+
+func testFastFailuresTryNextHealthiest(t *testing.T, handle handleFunc) {
 	r1 := dnstest.Start(t, "127.0.0.1", dnstest.Rcode(dns.RcodeServerFailure))
 	r2 := dnstest.Start(t, "127.0.0.1", dnstest.Rcode(dns.RcodeRefused))
 	g1 := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.4.4.4"))
@@ -149,7 +161,7 @@ func TestFastFailuresTryNextHealthiest(t *testing.T) {
 	}
 	actor.UpdateHealth()
 	_, qb := query(t, "next.example.", dns.TypeA)
-	if r := unpack(t, f.Handle(qb, false)); r.Rcode != dns.RcodeSuccess {
+	if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("want NOERROR from the next healthiest, got %v", r)
 	}
 	if r1.Count() != 1 || r2.Count() != 1 || g1.Count()+g2.Count() < 1 {
@@ -157,7 +169,9 @@ func TestFastFailuresTryNextHealthiest(t *testing.T) {
 	}
 }
 
-func TestHedgeWhenChosenUpstreamsAreSilent(t *testing.T) {
+func TestHedgeWhenChosenUpstreamsAreSilent(t *testing.T) { bothEngines(t, testHedgeWhenChosenUpstreamsAreSilent) }
+
+func testHedgeWhenChosenUpstreamsAreSilent(t *testing.T, handle handleFunc) {
 	s1 := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
 	s2 := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
 	good := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.5.5.5"))
@@ -166,7 +180,7 @@ func TestHedgeWhenChosenUpstreamsAreSilent(t *testing.T) {
 	actor.UpdateHealth()
 	_, qb := query(t, "hedge.example.", dns.TypeA)
 	start := time.Now()
-	if r := unpack(t, f.Handle(qb, false)); r.Rcode != dns.RcodeSuccess {
+	if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("rcode %d", r.Rcode)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -184,7 +198,9 @@ func TestHedgeWhenChosenUpstreamsAreSilent(t *testing.T) {
 	}
 }
 
-func TestSpoofedRepliesIgnored(t *testing.T) {
+func TestSpoofedRepliesIgnored(t *testing.T) { bothEngines(t, testSpoofedRepliesIgnored) }
+
+func testSpoofedRepliesIgnored(t *testing.T, handle handleFunc) {
 	wrongID := func(q *dns.Msg, tcp bool) dnstest.Reply {
 		m := new(dns.Msg)
 		m.SetReply(q)
@@ -217,7 +233,7 @@ func TestSpoofedRepliesIgnored(t *testing.T) {
 			honest := dnstest.Start(t, "127.0.0.1", dnstest.Slow(50*time.Millisecond, dnstest.Answer("10.6.6.6")))
 			f, _, _ := setup(t, 2*time.Second, spoofer, honest)
 			_, qb := query(t, "spoof.example.", dns.TypeA)
-			r := unpack(t, f.Handle(qb, false))
+			r := unpack(t, handle(t, f, qb))
 			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.6.6.6" {
 				t.Fatalf("spoof won or honest lost: %v", r)
 			}
@@ -225,7 +241,9 @@ func TestSpoofedRepliesIgnored(t *testing.T) {
 	}
 }
 
-func TestTruncatedPassedOnAndTCPGoesUpstreamOverTCP(t *testing.T) {
+func TestTruncatedPassedOnAndTCPGoesUpstreamOverTCP(t *testing.T) { bothEngines(t, testTruncatedPassedOnAndTCPGoesUpstreamOverTCP) }
+
+func testTruncatedPassedOnAndTCPGoesUpstreamOverTCP(t *testing.T, handle handleFunc) {
 	h := func(q *dns.Msg, tcp bool) dnstest.Reply {
 		r := dnstest.Answer("10.7.7.7")(q, tcp)
 		if !tcp {
@@ -237,7 +255,7 @@ func TestTruncatedPassedOnAndTCPGoesUpstreamOverTCP(t *testing.T) {
 	up := dnstest.Start(t, "127.0.0.1", h)
 	f, _, _ := setup(t, 2*time.Second, up)
 	_, qb := query(t, "tc.example.", dns.TypeA)
-	if r := unpack(t, f.Handle(qb, false)); !r.Truncated || len(r.Answer) != 0 {
+	if r := unpack(t, handle(t, f, qb)); !r.Truncated || len(r.Answer) != 0 {
 		t.Fatalf("UDP: want the TC reply passed on, got %v", r)
 	}
 	if r := unpack(t, f.Handle(qb, true)); r.Truncated || len(r.Answer) != 1 {
@@ -249,7 +267,9 @@ func TestTruncatedPassedOnAndTCPGoesUpstreamOverTCP(t *testing.T) {
 	}
 }
 
-func TestTransparencyByteForByte(t *testing.T) {
+func TestTransparencyByteForByte(t *testing.T) { bothEngines(t, testTransparencyByteForByte) }
+
+func testTransparencyByteForByte(t *testing.T, handle handleFunc) {
 	var sent atomic.Pointer[[]byte]
 	h := func(q *dns.Msg, tcp bool) dnstest.Reply {
 		m := new(dns.Msg)
@@ -272,7 +292,7 @@ func TestTransparencyByteForByte(t *testing.T) {
 	q.SetEdns0(4096, true)
 	q.IsEdns0().Option = append(q.IsEdns0().Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID})
 	qb, _ := q.Pack()
-	got := f.Handle(qb, false)
+	got := handle(t, f, qb)
 	want := append([]byte(nil), *sent.Load()...)
 	want[0], want[1] = qb[0], qb[1]
 	if !bytes.Equal(got, want) {
@@ -289,15 +309,19 @@ func TestTransparencyByteForByte(t *testing.T) {
 	}
 }
 
-func TestMesosWithoutMastersServFails(t *testing.T) {
+func TestMesosWithoutMastersServFails(t *testing.T) { bothEngines(t, testMesosWithoutMastersServFails) }
+
+func testMesosWithoutMastersServFails(t *testing.T, handle handleFunc) {
 	f, _, _ := setup(t, time.Second)
 	_, qb := query(t, "leader.mesos.", dns.TypeA)
-	if r := unpack(t, f.Handle(qb, false)); r.Rcode != dns.RcodeServerFailure {
+	if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("rcode %d", r.Rcode)
 	}
 }
 
-func TestMesosGoesToMastersAtMesosDNSPort(t *testing.T) {
+func TestMesosGoesToMastersAtMesosDNSPort(t *testing.T) { bothEngines(t, testMesosGoesToMastersAtMesosDNSPort) }
+
+func testMesosGoesToMastersAtMesosDNSPort(t *testing.T, handle handleFunc) {
 	m := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.8.8.8"))
 	f, actor, store := setup(t, time.Second)
 	cfg := *store.Load().Config
@@ -305,7 +329,7 @@ func TestMesosGoesToMastersAtMesosDNSPort(t *testing.T) {
 	store.Publish(config.Build(&cfg, nil, config.NewRegistry()))
 	actor.SetMasters("test", []netip.Addr{m.Addr.Addr()})
 	_, qb := query(t, "leader.mesos.", dns.TypeA)
-	if r := unpack(t, f.Handle(qb, false)); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+	if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("reply %v", r)
 	}
 	if m.Count() != 1 {
@@ -407,5 +431,34 @@ func TestLocalZones(t *testing.T) {
 	_, qb := query(t, "zk-1.zk.", dns.TypeA)
 	if r := unpack(t, f2.Handle(qb, false)); r.Rcode != dns.RcodeNameError {
 		t.Errorf("zk-1.zk without masters: rcode %d", r.Rcode)
+	}
+}
+
+func TestRefusedPortsFailFast(t *testing.T) { bothEngines(t, testRefusedPortsFailFast) }
+
+// Upstreams whose port is closed answer with ICMP port unreachable: the
+// race must take that as a fast failure and move on at once, not wait for
+// the hedge or the timeout.
+func testRefusedPortsFailFast(t *testing.T, handle handleFunc) {
+	closed1 := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
+	closed2 := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
+	good := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.8.8.8"))
+	f, actor, store := setup(t, 5*time.Second, closed1, closed2, good)
+	closed1.Close()
+	closed2.Close()
+	f.Hedge = time.Hour // only the fast-failure rule may start the third
+	store.Load().Default.Upstreams[2].Failures.Add(2)
+	actor.UpdateHealth()
+	_, qb := query(t, "icmp.example.", dns.TypeA)
+	start := time.Now()
+	if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("want NOERROR from the live upstream, got %v", r)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("answered after %v: port unreachable was not a fast failure", d)
+	}
+	ups := store.Load().Default.Upstreams
+	if ups[0].Failures.Load() != 1 || ups[1].Failures.Load() != 1 {
+		t.Errorf("failures counted: %d %d, want 1 1", ups[0].Failures.Load(), ups[1].Failures.Load())
 	}
 }

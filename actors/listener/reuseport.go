@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -43,12 +44,36 @@ var listenConfig = net.ListenConfig{
 	},
 }
 
-func listenUDP(ctx context.Context, addr netip.AddrPort) (*net.UDPConn, error) {
-	pc, err := listenConfig.ListenPacket(ctx, "udp", addr.String())
-	if err != nil {
-		return nil, err
+// listenUDPRaw opens a non-blocking UDP socket bound to addr with the same
+// options as listenConfig, as a raw fd that only a forwarder.Loop polls.
+func listenUDPRaw(addr netip.AddrPort) (int, error) {
+	ip := addr.Addr().Unmap()
+	domain, freebind := unix.AF_INET, [2]int{unix.IPPROTO_IP, unix.IP_FREEBIND}
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: ip.As4()}
+	if ip.Is6() {
+		domain, freebind = unix.AF_INET6, [2]int{unix.IPPROTO_IPV6, unix.IPV6_FREEBIND}
+		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: ip.As16()}
 	}
-	return pc.(*net.UDPConn), nil
+	fd, err := unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("setsockopt SO_REUSEPORT", err)
+	}
+	_ = unix.SetsockoptInt(fd, freebind[0], freebind[1], 1)
+	if ip.Is6() {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRecvBuffer) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, udpRecvBuffer)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("bind", err)
+	}
+	return fd, nil
 }
 
 func listenTCP(ctx context.Context, addr netip.AddrPort) (*net.TCPListener, error) {

@@ -18,6 +18,10 @@ import (
 	"github.com/spartan-dns/spartan/actors/forwarder"
 )
 
+// drainWindow is how long a restarted TCP listener accepts connections
+// that queued in its predecessor's socket.
+const drainWindow = 5 * time.Millisecond
+
 // TCP is the TCP listener actor for one address. Each connection is served
 // per RFC 7766: queries are read as they arrive (pipelining), each is
 // answered by its own goroutine as soon as it completes (out of order), and

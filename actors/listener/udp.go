@@ -2,123 +2,145 @@ package listener
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
+	"runtime"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 )
 
-// maxQuery is the largest client UDP query read; anything longer is cut
-// and then fails to parse (real queries are a few hundred bytes at most).
-const maxQuery = 4096
-
-// drainWindow is how long a restarted listener reads its predecessor's
-// socket for queries that were queued while no one was reading.
-const drainWindow = 5 * time.Millisecond
-
-// UDP is the UDP listener actor for one address.
+// UDP is the UDP listener actor for one address. Each run binds Sockets
+// sockets to the address (SO_REUSEPORT: the kernel spreads clients over
+// them) and serves each with a forwarder.Loop, an event loop on a goroutine
+// of its own.
 //
-// The value outlives restarts. When Serve ends (killed, or a read error)
-// its socket is kept open, not closed: packets keep queueing in it, and the
-// next Serve binds a new socket first (SO_REUSEPORT), then reads what queued
-// in the old one and closes it. A crash of this actor therefore loses no
-// query. Close releases the socket for good at shutdown.
+// Restarts lose no query. When Serve ends (killed, or a loop failed), its
+// loops are left serving: nothing is ever unread. The next run binds its
+// own sockets first, then retires the previous loops, which read what their
+// sockets still hold, close them, and answer their last queries through
+// the new sockets (ReplyPath). Close retires everything at shutdown.
 type UDP struct {
 	addr netip.AddrPort
 	fwd  *forwarder.Forwarder
 	log  zerolog.Logger
 
-	// conn is the current or, between runs, the previous socket. Replies
-	// are written through whatever it is when they are ready, so a query
-	// that outlives a restart is still answered.
-	conn atomic.Pointer[net.UDPConn]
-	wg   sync.WaitGroup
+	// Sockets is the number of sockets and loops per run; it defaults to
+	// GOMAXPROCS, so that every core can serve queries.
+	Sockets int
+
+	reply     forwarder.ReplyPath
+	mu        sync.Mutex
+	replySock *forwarder.Socket // the reference behind reply
+	current   []*forwarder.Loop // the newest run's loops, serving
+	wg        sync.WaitGroup    // every loop's Run
 }
 
 // NewUDP returns the UDP listener actor for addr.
 func NewUDP(addr netip.AddrPort, fwd *forwarder.Forwarder, log zerolog.Logger) *UDP {
-	return &UDP{addr: addr, fwd: fwd, log: log.With().Str("listener", "udp").Stringer("addr", addr).Logger()}
+	return &UDP{
+		addr:    addr,
+		fwd:     fwd,
+		log:     log.With().Str("listener", "udp").Stringer("addr", addr).Logger(),
+		Sockets: runtime.GOMAXPROCS(0),
+	}
 }
 
 func (l *UDP) String() string { return "udp-" + l.addr.Addr().String() }
 
 // Serve implements suture.Service.
 func (l *UDP) Serve(ctx context.Context) error {
-	conn, err := listenUDP(ctx, l.addr)
+	loops, socks, err := l.start()
 	if err != nil {
-		return fmt.Errorf("udp listen %s: %w", l.addr, err)
+		return err
 	}
-	if old := l.conn.Swap(conn); old != nil {
-		l.drain(old)
+	errc := make(chan error, len(loops))
+	for _, lp := range loops {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			errc <- lp.Run()
+		}()
 	}
-	l.log.Debug().Msg("serving")
+	l.handOver(loops, socks[0])
+	l.log.Debug().Int("sockets", len(loops)).Msg("serving")
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-errc:
+		return fmt.Errorf("udp loop %s: %w", l.addr, err)
+	}
+}
 
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
-	defer stop()
-	buf := make([]byte, maxQuery)
-	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
+// start binds this run's sockets and makes their loops. It returns the
+// sockets with the caller's reference on the first, which backs the reply
+// path; the loops hold their own.
+func (l *UDP) start() ([]*forwarder.Loop, []*forwarder.Socket, error) {
+	n := max(l.Sockets, 1)
+	var loops []*forwarder.Loop
+	var socks []*forwarder.Socket
+	fail := func(err error) ([]*forwarder.Loop, []*forwarder.Socket, error) {
+		for _, lp := range loops {
+			lp.Retire()
+			l.wg.Add(1)
+			go func() { defer l.wg.Done(); _ = lp.Run() }() // exits at once: nothing in flight
+		}
+		for _, s := range socks {
+			s.Release()
+		}
+		return nil, nil, err
+	}
+	for range n {
+		fd, err := listenUDPRaw(l.addr)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			return fmt.Errorf("udp read %s: %w", l.addr, err)
+			return fail(fmt.Errorf("udp listen %s: %w", l.addr, err))
 		}
-		l.dispatch(buf[:n], from)
-	}
-}
-
-// dispatch starts the query's goroutine, unless handler_limit is reached.
-func (l *UDP) dispatch(pkt []byte, from netip.AddrPort) {
-	if !l.fwd.Begin() {
-		return // shed: dropped, counted by Begin
-	}
-	q := append([]byte(nil), pkt...)
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer l.fwd.End()
-		if r := l.fwd.Handle(q, false); r != nil {
-			_, _ = l.conn.Load().WriteToUDPAddrPort(r, from)
-		}
-	}()
-}
-
-// drain answers the queries that queued in the previous run's socket, then
-// closes it. Replies go out of the new socket: same address, same port.
-func (l *UDP) drain(old *net.UDPConn) {
-	buf := make([]byte, maxQuery)
-	_ = old.SetReadDeadline(time.Now().Add(drainWindow))
-	n := 0
-	for {
-		size, from, err := old.ReadFromUDPAddrPort(buf)
+		s := forwarder.NewSocket(fd)
+		socks = append(socks, s)
+		lp, err := l.fwd.NewLoop(s, &l.reply)
 		if err != nil {
-			break
+			return fail(fmt.Errorf("udp loop %s: %w", l.addr, err))
 		}
-		n++
-		l.dispatch(buf[:size], from)
+		loops = append(loops, lp)
 	}
-	_ = old.Close()
-	if n > 0 {
-		l.log.Info().Int("queries", n).Msg("answered queries queued during restart")
+	for _, s := range socks[1:] {
+		s.Release() // their loops hold them
 	}
+	return loops, socks[:1], nil
 }
 
-// Close closes the socket and waits for in-flight queries to be answered.
-// Call it once the tree has stopped.
+// handOver makes loops the serving ones: replies of older loops now go out
+// through replySock, and the older loops stop reading.
+func (l *UDP) handOver(loops []*forwarder.Loop, replySock *forwarder.Socket) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reply.Set(replySock)
+	if l.replySock != nil {
+		l.replySock.Release()
+	}
+	l.replySock = replySock
+	for _, lp := range l.current {
+		lp.Retire()
+	}
+	l.current = loops
+}
+
+// Close stops serving, waits until every query accepted has been answered,
+// and closes the sockets. Call it once the tree has stopped.
 func (l *UDP) Close() {
+	l.mu.Lock()
+	for _, lp := range l.current {
+		lp.Retire()
+	}
+	l.current = nil
+	l.mu.Unlock()
 	l.wg.Wait()
-	if c := l.conn.Load(); c != nil {
-		_ = c.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.replySock != nil {
+		l.reply.Set(nil)
+		l.replySock.Release()
+		l.replySock = nil
 	}
 }

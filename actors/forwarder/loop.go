@@ -1,0 +1,274 @@
+package forwarder
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Loop serves the UDP queries of one listener socket on one goroutine,
+// without a goroutine, a channel or a runtime-poller registration per query.
+//
+// Why: on the 2-core nodes Spartan runs on, a goroutine per query plus one
+// per upstream attempt spent most of each query's CPU in the scheduler and
+// the runtime poller, and every hand-off between goroutines was a thread
+// wake-up on the latency path (issue 7). The loop is a classic reactor: one
+// epoll set holds the listener socket, an eventfd for Retire, and the
+// upstream sockets of the queries in flight; the race of each query is a
+// small state machine (loopQuery) driven by socket events and three timer
+// queues, applying the same raceRules as the goroutine race.
+//
+// Each query still gets its own upstream socket, so its source port is
+// fresh and chosen at random by the kernel (RFC 5452). One socket serves all
+// attempts of a query (one socket per address family): replies are matched
+// to attempts by source address and ID, and IP_RECVERR reports ICMP errors
+// (an upstream refusing) with the address they concern.
+type Loop struct {
+	f     *Forwarder
+	ep    int     // epoll set
+	wake  int     // eventfd written by Retire
+	lis   *Socket // nil once retired
+	reply *ReplyPath
+	epoch time.Time
+
+	retire atomic.Bool
+	wakeMu sync.Mutex // Retire's write vs the eventfd's close
+	closed bool
+
+	slots  []loopQuery
+	free   []int32
+	active int
+
+	// Timer queues. Every entry of one queue has the same delay from the
+	// time it was pushed, so each queue is in time order: a FIFO instead of
+	// a heap. (If upstream_timeout is lowered at run time, an expiry may
+	// fire late by at most the difference, never early.)
+	stallQ  timerQueue // per attempt: no reply by its send time + Hedge
+	expireQ timerQueue // per query: upstream_timeout after it arrived
+	graceQ  timerQueue // per answered query: stop reading its losers
+
+	buf    []byte // scratch for one datagram, client query or upstream reply
+	events [128]unix.EpollEvent
+}
+
+// Event tags, in EpollEvent.Fd; EpollEvent.Pad holds the query slot.
+const (
+	tagWake int32 = iota
+	tagListener
+	tagUpstream4
+	tagUpstream6
+)
+
+// maxBatch bounds the client queries read per wake-up, so a flood on the
+// listener cannot starve the replies of queries already in flight.
+const maxBatch = 64
+
+// NewLoop returns a loop serving the listener socket lis, which it takes a
+// reference to. Replies of queries still in flight after Retire go out
+// through reply.
+func (f *Forwarder) NewLoop(lis *Socket, reply *ReplyPath) (*Loop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(ep)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	l := &Loop{f: f, ep: ep, wake: wake, reply: reply, epoch: time.Now(), buf: make([]byte, 65535)}
+	if err := l.add(wake, tagWake, 0); err != nil {
+		l.closeFDs()
+		return nil, err
+	}
+	if !lis.tryAcquire() {
+		l.closeFDs()
+		return nil, errors.New("listener socket already closed")
+	}
+	if err := l.add(lis.fd, tagListener, 0); err != nil {
+		lis.Release()
+		l.closeFDs()
+		return nil, err
+	}
+	l.lis = lis
+	return l, nil
+}
+
+func (l *Loop) add(fd int, tag int32, slot int32) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tag, Pad: slot}
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+func (l *Loop) closeFDs() {
+	l.wakeMu.Lock()
+	defer l.wakeMu.Unlock()
+	l.closed = true
+	unix.Close(l.wake)
+	unix.Close(l.ep)
+}
+
+// Retire makes the loop stop reading its listener socket: it reads what is
+// already queued, releases the socket, and returns from Run once every
+// query it accepted has been answered. Safe to call from any goroutine,
+// more than once.
+func (l *Loop) Retire() {
+	if !l.retire.CompareAndSwap(false, true) {
+		return
+	}
+	l.wakeMu.Lock()
+	defer l.wakeMu.Unlock()
+	if !l.closed { // else Run has ended: there is no one to wake
+		var one = [8]byte{1}
+		_, _ = unix.Write(l.wake, one[:])
+	}
+}
+
+// now is the loop's monotonic clock in nanoseconds.
+func (l *Loop) now() int64 { return int64(time.Since(l.epoch)) }
+
+// Run serves until the loop is retired and its queries are answered.
+func (l *Loop) Run() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("udp loop panic: %v", p)
+		}
+		l.shutdown()
+	}()
+	for {
+		n, err := unix.EpollWait(l.ep, l.events[:], l.timeout())
+		if err != nil && err != unix.EINTR {
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		for i := range max(n, 0) {
+			ev := &l.events[i]
+			switch ev.Fd {
+			case tagListener:
+				l.readListener()
+			case tagUpstream4, tagUpstream6:
+				l.readUpstream(ev.Pad, int(ev.Fd-tagUpstream4), ev.Events)
+			case tagWake:
+				var b [8]byte
+				_, _ = unix.Read(l.wake, b[:])
+			}
+		}
+		l.fireTimers(l.now())
+		if l.retire.Load() {
+			if l.lis != nil {
+				l.readListener() // what queued before Retire is still ours
+				l.lis.Release()  // closing it removes it from the epoll set
+				l.lis = nil
+			}
+			if l.active == 0 {
+				return nil
+			}
+		}
+	}
+}
+
+// shutdown frees every query (Run returns only when none is in flight, but
+// a panic may leave some) and closes the loop's descriptors.
+func (l *Loop) shutdown() {
+	for i := range l.slots {
+		if l.slots[i].inUse {
+			l.freeQuery(int32(i))
+		}
+	}
+	if l.lis != nil {
+		l.lis.Release()
+		l.lis = nil
+	}
+	l.closeFDs()
+}
+
+// timeout is epoll_wait's timeout in ms: until the earliest timer, rounded
+// up so a timer is never polled for early; -1 (forever) when none is set.
+func (l *Loop) timeout() int {
+	next := int64(-1)
+	for _, q := range [...]*timerQueue{&l.stallQ, &l.expireQ, &l.graceQ} {
+		if w, ok := q.peek(); ok && (next < 0 || w < next) {
+			next = w
+		}
+	}
+	if next < 0 {
+		return -1
+	}
+	d := next - l.now()
+	if d <= 0 {
+		return 0
+	}
+	return int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+}
+
+// readListener reads and starts up to maxBatch client queries; level
+// triggering brings the loop back for the rest.
+func (l *Loop) readListener() {
+	if l.lis == nil {
+		return
+	}
+	for range maxBatch {
+		var from sockaddr
+		n, errno := from.recvfrom(l.lis.fd, l.buf)
+		if errno != 0 {
+			return // EAGAIN: drained; anything else: nothing to read
+		}
+		l.accept(l.buf[:n], &from)
+	}
+}
+
+// send writes a reply to a client: through the listener socket while the
+// loop has it, else through the reply path (a restarted listener's).
+func (l *Loop) send(b []byte, to *sockaddr) {
+	if l.lis != nil {
+		to.sendto(l.lis.fd, b)
+		return
+	}
+	l.reply.send(b, to)
+}
+
+// timerEntry is one timer: a query slot, the slot's generation when the
+// timer was set (a reused slot ignores its predecessor's timers), and for
+// stall timers the attempt.
+type timerEntry struct {
+	when    int64
+	slot    int32
+	gen     uint32
+	attempt int8
+}
+
+type timerQueue struct {
+	q    []timerEntry
+	head int
+}
+
+func (t *timerQueue) push(e timerEntry) { t.q = append(t.q, e) }
+
+func (t *timerQueue) peek() (int64, bool) {
+	if t.head == len(t.q) {
+		return 0, false
+	}
+	return t.q[t.head].when, true
+}
+
+// pop returns the first entry due at now.
+func (t *timerQueue) pop(now int64) (timerEntry, bool) {
+	if t.head == len(t.q) || t.q[t.head].when > now {
+		return timerEntry{}, false
+	}
+	e := t.q[t.head]
+	t.head++
+	if t.head == len(t.q) { // empty: reuse the array from the start
+		t.q, t.head = t.q[:0], 0
+	} else if t.head > 1024 && t.head > len(t.q)/2 {
+		n := copy(t.q, t.q[t.head:])
+		t.q, t.head = t.q[:n], 0
+	}
+	return e, true
+}

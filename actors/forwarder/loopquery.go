@@ -1,0 +1,409 @@
+package forwarder
+
+import (
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/spartan-dns/spartan/actors/config"
+	"golang.org/x/sys/unix"
+)
+
+// loopQuery is one client query in flight in a Loop: the race of
+// race.go/exchange.go as a state machine. A slot is reused after the query
+// ends; gen tells its timers apart from a predecessor's.
+type loopQuery struct {
+	inUse   bool
+	decided bool // the client has its reply; only losers are still read
+	hedged  bool
+	gen     uint32
+
+	q        []byte // the client's query; its ID is rewritten per attempt
+	qEnd     int
+	clientID uint16
+	client   sockaddr
+	kind     RouteKind
+	udpMax   int
+	start    int64
+
+	rules raceRules
+	att   [maxAttempts]loopAttempt
+	natt  int
+	fd    [2]int // the query's upstream sockets: IPv4, IPv6; -1 when not open
+}
+
+// loopAttempt is one upstream of a query's race.
+type loopAttempt struct {
+	u     *config.Upstream
+	addr  netip.AddrPort // u.Addr, unmapped, as replies' sources decode
+	id    uint16
+	state attemptState
+}
+
+type attemptState uint8
+
+const (
+	attemptPending attemptState = iota // sent, no reply yet
+	attemptStalled                     // no reply by its send time + Hedge: a stall was counted
+	attemptDone                        // replied or failed
+)
+
+func (a *loopAttempt) outstanding() bool { return a.state != attemptDone }
+
+// alloc returns a free slot, marked in use.
+func (l *Loop) alloc() int32 {
+	var s int32
+	if n := len(l.free); n > 0 {
+		s = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		l.slots = append(l.slots, loopQuery{})
+		s = int32(len(l.slots) - 1)
+	}
+	q := &l.slots[s]
+	q.inUse, q.decided, q.hedged, q.natt = true, false, false, 0
+	q.fd = [2]int{-1, -1}
+	l.active++
+	return s
+}
+
+// freeQuery ends a query for good: its sockets close (which also takes
+// them out of the epoll set) and the slot is reused.
+func (l *Loop) freeQuery(s int32) {
+	q := &l.slots[s]
+	for i, fd := range q.fd {
+		if fd >= 0 {
+			unix.Close(fd)
+			q.fd[i] = -1
+		}
+	}
+	if !q.decided { // only when the loop is torn down by a panic
+		l.f.End()
+	}
+	q.inUse = false
+	q.gen++
+	q.rules = raceRules{}
+	q.att = [maxAttempts]loopAttempt{}
+	l.free = append(l.free, s)
+	l.active--
+}
+
+// accept starts one client query read from the listener socket.
+func (l *Loop) accept(pkt []byte, from *sockaddr) {
+	if !l.f.Begin() {
+		return // shed: dropped, counted by Begin
+	}
+	p := l.f.classify(pkt)
+	if p.route == nil {
+		l.f.End()
+		if p.reply != nil {
+			l.send(p.reply, from)
+		}
+		return
+	}
+	s := l.alloc()
+	q := &l.slots[s]
+	q.q = append(q.q[:0], pkt...)
+	q.qEnd, q.clientID, q.client, q.kind = p.qEnd, msgID(pkt), *from, p.kind
+	q.udpMax = p.snap.Config.Limits.UDPPayloadMax
+	q.rules.reset(p.route.Upstreams)
+	now := l.now()
+	q.start = now
+	l.expireQ.push(timerEntry{when: now + int64(p.snap.Config.UpstreamTimeout), slot: s, gen: q.gen})
+	l.launch(s, 2, now)
+}
+
+// launch starts up to n more attempts. Attempts that fail at once (no
+// socket, send refused) are settled after the batch, as if their failure
+// had come back from the network, so "both failed fast: try the next two"
+// means the same as in the goroutine race.
+func (l *Loop) launch(s int32, n int, now int64) {
+	q := &l.slots[s]
+	for n > 0 {
+		failed := 0
+		for ; n > 0; n-- {
+			i := q.rules.next(l.f)
+			if i < 0 {
+				n = 0
+				break
+			}
+			k := q.natt
+			q.natt++
+			a := &q.att[k]
+			u := q.rules.ups[i]
+			*a = loopAttempt{u: u, addr: netip.AddrPortFrom(u.Addr.Addr().Unmap(), u.Addr.Port()), id: uint16(l.f.Rand(1 << 16))}
+			if err := l.sendUpstream(s, q, a); err != nil {
+				a.state = attemptDone
+				u.Failures.Add(1)
+				failed++
+				continue
+			}
+			l.stallQ.push(timerEntry{when: now + int64(l.f.Hedge), slot: s, gen: q.gen, attempt: int8(k)})
+		}
+		for ; failed > 0; failed-- {
+			_, more := q.rules.settle(nil)
+			n += more
+		}
+	}
+	l.finishIfExhausted(s)
+}
+
+// sendUpstream sends the query to one attempt's upstream with the
+// attempt's ID, from the query's socket for that address family.
+func (l *Loop) sendUpstream(s int32, q *loopQuery, a *loopAttempt) error {
+	fam := 0
+	if a.addr.Addr().Is6() {
+		fam = 1
+	}
+	if q.fd[fam] < 0 {
+		fd, err := l.openUpstream(fam, s)
+		if err != nil {
+			return err
+		}
+		q.fd[fam] = fd
+	}
+	setID(q.q, a.id)
+	var to sockaddr
+	to.set(a.addr)
+	if errno := to.sendto(q.fd[fam], q.q); errno != 0 {
+		return os.NewSyscallError("sendto", errno)
+	}
+	return nil
+}
+
+// openUpstream opens a query's upstream socket. It is not bound: the first
+// send binds it to a random free port. IP_RECVERR queues ICMP errors with
+// the address they concern, since one socket talks to several upstreams.
+func (l *Loop) openUpstream(fam int, s int32) (int, error) {
+	domain, level, opt, tag := unix.AF_INET, unix.IPPROTO_IP, unix.IP_RECVERR, tagUpstream4
+	if fam == 1 {
+		domain, level, opt, tag = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, tagUpstream6
+	}
+	fd, err := unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("setsockopt", err)
+	}
+	if err := l.add(fd, tag, s); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// readUpstream reads what arrived on a query's upstream socket.
+func (l *Loop) readUpstream(s int32, fam int, events uint32) {
+	if s < 0 || int(s) >= len(l.slots) {
+		return
+	}
+	q := &l.slots[s]
+	if !q.inUse || q.fd[fam] < 0 {
+		return // a stale event: the query ended earlier in this batch
+	}
+	fd, gen := q.fd[fam], q.gen
+	if events&unix.EPOLLERR != 0 {
+		l.readErrors(s, fd)
+	}
+	for range 16 { // bounded: a flood from upstream can't stall the loop
+		if !q.inUse || q.gen != gen {
+			return
+		}
+		var from sockaddr
+		n, errno := from.recvfrom(fd, l.buf)
+		switch errno {
+		case 0:
+			l.upstreamReply(s, from.addrPort(), l.buf[:n])
+		case unix.EAGAIN:
+			return
+		default: // an ICMP error; the error queue says which upstream
+			l.readErrors(s, fd)
+		}
+	}
+}
+
+// readErrors drains a socket's error queue (IP_RECVERR): each entry names
+// the upstream a send to failed (ICMP port or host unreachable).
+func (l *Loop) readErrors(s int32, fd int) {
+	var oob [512]byte
+	for range maxAttempts * 2 {
+		_, _, _, from, err := unix.Recvmsg(fd, l.buf[:512], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err != nil {
+			return
+		}
+		var ap netip.AddrPort
+		switch sa := from.(type) {
+		case *unix.SockaddrInet4:
+			ap = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+		case *unix.SockaddrInet6:
+			ap = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+		}
+		q := &l.slots[s]
+		if !q.inUse {
+			return
+		}
+		if k := q.attemptFrom(ap); k >= 0 {
+			l.attemptFailed(s, k)
+		}
+	}
+}
+
+// attemptFrom returns the outstanding attempt whose upstream is ap, or -1.
+func (q *loopQuery) attemptFrom(ap netip.AddrPort) int {
+	for k := range q.natt {
+		if q.att[k].outstanding() && q.att[k].addr == ap {
+			return k
+		}
+	}
+	return -1
+}
+
+func (q *loopQuery) outstanding() int {
+	n := 0
+	for k := range q.natt {
+		if q.att[k].outstanding() {
+			n++
+		}
+	}
+	return n
+}
+
+// upstreamReply handles one datagram from src on a query's socket. What
+// does not validate (another source, a wrong ID or question, an empty or
+// oversized packet) is ignored, as a connected socket would.
+func (l *Loop) upstreamReply(s int32, src netip.AddrPort, msg []byte) {
+	q := &l.slots[s]
+	k := q.attemptFrom(src)
+	if k < 0 || len(msg) == 0 || len(msg) > q.udpMax {
+		return
+	}
+	a := &q.att[k]
+	if validateReply(msg, a.id, q.q[headerLen:q.qEnd]) != nil {
+		return
+	}
+	if a.state == attemptStalled {
+		a.u.LateReplies.Add(1) // it answered after all: take the stall back
+	}
+	a.state = attemptDone
+	now := l.now()
+	good := isGoodRcode(rcode(msg))
+	if good {
+		a.u.Successes.Add(1)
+		a.u.Latency.Observe(time.Duration(now - q.start))
+	} else {
+		a.u.Failures.Add(1)
+	}
+	if q.decided {
+		l.freeIfQuiet(s)
+		return
+	}
+	if !good {
+		msg = append([]byte(nil), msg...) // a fallback outlives the scratch buffer
+	}
+	win, more := q.rules.settle(msg)
+	if win != nil {
+		setID(win, q.clientID)
+		l.decide(s, win, OutcomeUpstream, now)
+		return
+	}
+	l.launch(s, more, now)
+}
+
+// attemptFailed settles an attempt that failed fast (an ICMP error).
+func (l *Loop) attemptFailed(s int32, k int) {
+	q := &l.slots[s]
+	a := &q.att[k]
+	a.state = attemptDone
+	a.u.Failures.Add(1)
+	if q.decided {
+		l.freeIfQuiet(s)
+		return
+	}
+	_, more := q.rules.settle(nil)
+	l.launch(s, more, l.now())
+}
+
+// finishIfExhausted answers the client when nothing is out and nothing
+// more can be started: the best error reply, or SERVFAIL.
+func (l *Loop) finishIfExhausted(s int32) {
+	q := &l.slots[s]
+	if q.decided || q.rules.pending > 0 {
+		return
+	}
+	l.finish(s)
+}
+
+func (l *Loop) finish(s int32) {
+	q := &l.slots[s]
+	setID(q.q, q.clientID)
+	reply, outcome := q.rules.final(q.q, q.qEnd)
+	l.decide(s, reply, outcome, l.now())
+}
+
+// decide sends the client its reply. Losers are still read, for health,
+// until LoserGrace or upstream_timeout, whichever comes first.
+func (l *Loop) decide(s int32, reply []byte, outcome Outcome, now int64) {
+	q := &l.slots[s]
+	l.send(reply, &q.client)
+	l.f.Stats.count(q.kind, outcome)
+	l.f.End()
+	q.decided = true
+	if q.outstanding() == 0 {
+		l.freeQuery(s)
+		return
+	}
+	l.graceQ.push(timerEntry{when: now + int64(l.f.LoserGrace), slot: s, gen: q.gen})
+}
+
+func (l *Loop) freeIfQuiet(s int32) {
+	if l.slots[s].outstanding() == 0 {
+		l.freeQuery(s)
+	}
+}
+
+// fireTimers runs every timer due at now.
+func (l *Loop) fireTimers(now int64) {
+	for e, ok := l.stallQ.pop(now); ok; e, ok = l.stallQ.pop(now) {
+		q := &l.slots[e.slot]
+		if !q.inUse || q.gen != e.gen {
+			continue
+		}
+		if a := &q.att[e.attempt]; a.state == attemptPending {
+			a.state = attemptStalled
+			a.u.Stalls.Add(1)
+		}
+		// The first stall timer of a query comes at its start + Hedge:
+		// nothing has won yet, so start one more upstream.
+		if !q.decided && !q.hedged {
+			q.hedged = true
+			l.launch(e.slot, 1, now)
+		}
+	}
+	for e, ok := l.expireQ.pop(now); ok; e, ok = l.expireQ.pop(now) {
+		q := &l.slots[e.slot]
+		if !q.inUse || q.gen != e.gen {
+			continue
+		}
+		// upstream_timeout: whatever is still out has failed, unless it
+		// already counted a stall, which stands.
+		for k := range q.natt {
+			if q.att[k].state == attemptPending {
+				q.att[k].u.Failures.Add(1)
+			}
+		}
+		if !q.decided {
+			l.finish(e.slot)
+		}
+		if q.inUse && q.gen == e.gen {
+			l.freeQuery(e.slot)
+		}
+	}
+	for e, ok := l.graceQ.pop(now); ok; e, ok = l.graceQ.pop(now) {
+		q := &l.slots[e.slot]
+		if q.inUse && q.gen == e.gen {
+			l.freeQuery(e.slot) // losers we stopped waiting for: their stalls stand
+		}
+	}
+}
