@@ -122,7 +122,9 @@ func testAllSilentServFail(t *testing.T, handle handleFunc) {
 	}
 }
 
-func TestRefusedDoesNotWinWhileAnotherIsOut(t *testing.T) { bothEngines(t, testRefusedDoesNotWinWhileAnotherIsOut) }
+func TestRefusedDoesNotWinWhileAnotherIsOut(t *testing.T) {
+	bothEngines(t, testRefusedDoesNotWinWhileAnotherIsOut)
+}
 
 func testRefusedDoesNotWinWhileAnotherIsOut(t *testing.T, handle handleFunc) {
 	refuser := dnstest.Start(t, "127.0.0.1", dnstest.Rcode(dns.RcodeRefused))
@@ -134,7 +136,9 @@ func testRefusedDoesNotWinWhileAnotherIsOut(t *testing.T, handle handleFunc) {
 	}
 }
 
-func TestUpstreamErrorReturnedWhenNothingBetter(t *testing.T) { bothEngines(t, testUpstreamErrorReturnedWhenNothingBetter) }
+func TestUpstreamErrorReturnedWhenNothingBetter(t *testing.T) {
+	bothEngines(t, testUpstreamErrorReturnedWhenNothingBetter)
+}
 
 func testUpstreamErrorReturnedWhenNothingBetter(t *testing.T, handle handleFunc) {
 	a := dnstest.Start(t, "127.0.0.1", dnstest.Rcode(dns.RcodeRefused))
@@ -146,7 +150,9 @@ func testUpstreamErrorReturnedWhenNothingBetter(t *testing.T, handle handleFunc)
 	}
 }
 
-func TestFastFailuresTryNextHealthiest(t *testing.T) { bothEngines(t, testFastFailuresTryNextHealthiest) }
+func TestFastFailuresTryNextHealthiest(t *testing.T) {
+	bothEngines(t, testFastFailuresTryNextHealthiest)
+}
 
 func testFastFailuresTryNextHealthiest(t *testing.T, handle handleFunc) {
 	r1 := dnstest.Start(t, "127.0.0.1", dnstest.Rcode(dns.RcodeServerFailure))
@@ -169,7 +175,9 @@ func testFastFailuresTryNextHealthiest(t *testing.T, handle handleFunc) {
 	}
 }
 
-func TestHedgeWhenChosenUpstreamsAreSilent(t *testing.T) { bothEngines(t, testHedgeWhenChosenUpstreamsAreSilent) }
+func TestHedgeWhenChosenUpstreamsAreSilent(t *testing.T) {
+	bothEngines(t, testHedgeWhenChosenUpstreamsAreSilent)
+}
 
 func testHedgeWhenChosenUpstreamsAreSilent(t *testing.T, handle handleFunc) {
 	s1 := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
@@ -241,7 +249,9 @@ func testSpoofedRepliesIgnored(t *testing.T, handle handleFunc) {
 	}
 }
 
-func TestTruncatedPassedOnAndTCPGoesUpstreamOverTCP(t *testing.T) { bothEngines(t, testTruncatedPassedOnAndTCPGoesUpstreamOverTCP) }
+func TestTruncatedPassedOnAndTCPGoesUpstreamOverTCP(t *testing.T) {
+	bothEngines(t, testTruncatedPassedOnAndTCPGoesUpstreamOverTCP)
+}
 
 func testTruncatedPassedOnAndTCPGoesUpstreamOverTCP(t *testing.T, handle handleFunc) {
 	h := func(q *dns.Msg, tcp bool) dnstest.Reply {
@@ -319,7 +329,9 @@ func testMesosWithoutMastersServFails(t *testing.T, handle handleFunc) {
 	}
 }
 
-func TestMesosGoesToMastersAtMesosDNSPort(t *testing.T) { bothEngines(t, testMesosGoesToMastersAtMesosDNSPort) }
+func TestMesosGoesToMastersAtMesosDNSPort(t *testing.T) {
+	bothEngines(t, testMesosGoesToMastersAtMesosDNSPort)
+}
 
 func testMesosGoesToMastersAtMesosDNSPort(t *testing.T, handle handleFunc) {
 	m := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.8.8.8"))
