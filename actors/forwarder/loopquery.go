@@ -1,7 +1,6 @@
 package forwarder
 
 import (
-	"net/netip"
 	"os"
 	"time"
 
@@ -29,13 +28,14 @@ type loopQuery struct {
 	rules raceRules
 	att   [maxAttempts]loopAttempt
 	natt  int
-	fd    [2]int // the query's upstream sockets: IPv4, IPv6; -1 when not open
 }
 
-// loopAttempt is one upstream of a query's race.
+// loopAttempt is one upstream of a query's race, on a socket of its own:
+// connected, so the kernel drops packets from any other source and reports
+// an ICMP error (the upstream refusing) as a failed read.
 type loopAttempt struct {
 	u     *config.Upstream
-	addr  netip.AddrPort // u.Addr, unmapped, as replies' sources decode
+	fd    int // -1 once closed
 	id    uint16
 	state attemptState
 }
@@ -50,6 +50,15 @@ const (
 
 func (a *loopAttempt) outstanding() bool { return a.state != attemptDone }
 
+// close closes the attempt's socket (which also takes it out of the epoll
+// set) as soon as the attempt is settled.
+func (a *loopAttempt) close() {
+	if a.fd >= 0 {
+		closeFD(a.fd)
+		a.fd = -1
+	}
+}
+
 // alloc returns a free slot, marked in use.
 func (l *Loop) alloc() int32 {
 	var s int32
@@ -62,7 +71,6 @@ func (l *Loop) alloc() int32 {
 	}
 	q := &l.slots[s]
 	q.inUse, q.decided, q.hedged, q.natt = true, false, false, 0
-	q.fd = [2]int{-1, -1}
 	l.active++
 	return s
 }
@@ -71,11 +79,8 @@ func (l *Loop) alloc() int32 {
 // them out of the epoll set) and the slot is reused.
 func (l *Loop) freeQuery(s int32) {
 	q := &l.slots[s]
-	for i, fd := range q.fd {
-		if fd >= 0 {
-			unix.Close(fd)
-			q.fd[i] = -1
-		}
+	for k := range q.natt {
+		q.att[k].close()
 	}
 	if !q.decided { // only when the loop is torn down by a panic
 		l.f.End()
@@ -131,9 +136,10 @@ func (l *Loop) launch(s int32, n int, now int64) {
 			q.natt++
 			a := &q.att[k]
 			u := q.rules.ups[i]
-			*a = loopAttempt{u: u, addr: netip.AddrPortFrom(u.Addr.Addr().Unmap(), u.Addr.Port()), id: uint16(l.f.Rand(1 << 16))}
-			if err := l.sendUpstream(s, q, a); err != nil {
+			*a = loopAttempt{u: u, fd: -1, id: uint16(l.f.Rand(1 << 16))}
+			if err := l.sendUpstream(s, k, q, a); err != nil {
 				a.state = attemptDone
+				a.close()
 				u.Failures.Add(1)
 				failed++
 				continue
@@ -148,116 +154,44 @@ func (l *Loop) launch(s int32, n int, now int64) {
 	l.finishIfExhausted(s)
 }
 
-// sendUpstream sends the query to one attempt's upstream with the
-// attempt's ID, from the query's socket for that address family.
-func (l *Loop) sendUpstream(s int32, q *loopQuery, a *loopAttempt) error {
-	fam := 0
-	if a.addr.Addr().Is6() {
-		fam = 1
+// sendUpstream opens attempt k's socket and sends it the query with the
+// attempt's ID. The socket is not bound: connect binds it to a random free
+// port (RFC 5452), fresh for every upstream query.
+func (l *Loop) sendUpstream(s int32, k int, q *loopQuery, a *loopAttempt) error {
+	fd, err := dialUDP(a.u.Addr)
+	if err != nil {
+		return err
 	}
-	if q.fd[fam] < 0 {
-		fd, err := l.openUpstream(fam, s)
-		if err != nil {
-			return err
-		}
-		q.fd[fam] = fd
+	a.fd = fd
+	if err := l.add(fd, tagUpstream+int32(k), s); err != nil {
+		return err
 	}
 	setID(q.q, a.id)
-	var to sockaddr
-	to.set(a.addr)
-	if errno := to.sendto(q.fd[fam], q.q); errno != 0 {
-		return os.NewSyscallError("sendto", errno)
+	if errno := rawSend(fd, q.q); errno != 0 {
+		return os.NewSyscallError("send", errno)
 	}
 	return nil
 }
 
-// openUpstream opens a query's upstream socket. It is not bound: the first
-// send binds it to a random free port. IP_RECVERR queues ICMP errors with
-// the address they concern, since one socket talks to several upstreams.
-func (l *Loop) openUpstream(fam int, s int32) (int, error) {
-	domain, level, opt, tag := unix.AF_INET, unix.IPPROTO_IP, unix.IP_RECVERR, tagUpstream4
-	if fam == 1 {
-		domain, level, opt, tag = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, tagUpstream6
-	}
-	fd, err := unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, os.NewSyscallError("socket", err)
-	}
-	if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
-		unix.Close(fd)
-		return -1, os.NewSyscallError("setsockopt", err)
-	}
-	if err := l.add(fd, tag, s); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-// readUpstream reads what arrived on a query's upstream socket.
-func (l *Loop) readUpstream(s int32, fam int, events uint32) {
-	if s < 0 || int(s) >= len(l.slots) {
+// readUpstream reads what arrived on attempt k's socket.
+func (l *Loop) readUpstream(s int32, k int) {
+	if s < 0 || int(s) >= len(l.slots) || k < 0 || k >= maxAttempts {
 		return
 	}
 	q := &l.slots[s]
-	if !q.inUse || q.fd[fam] < 0 {
-		return // a stale event: the query ended earlier in this batch
+	if !q.inUse || k >= q.natt || q.att[k].fd < 0 || !q.att[k].outstanding() {
+		return // a stale event: the attempt or query ended earlier in this batch
 	}
-	fd, gen := q.fd[fam], q.gen
-	if events&unix.EPOLLERR != 0 {
-		l.readErrors(s, fd)
+	// One datagram per event: the epoll set is level-triggered, so more
+	// waiting brings the loop back, and no read is spent learning EAGAIN.
+	n, errno := rawRecv(q.att[k].fd, l.buf)
+	switch errno {
+	case 0:
+		l.upstreamReply(s, k, l.buf[:n])
+	case unix.EAGAIN, unix.EINTR:
+	default: // ECONNREFUSED (ICMP port unreachable) and the like
+		l.attemptFailed(s, k)
 	}
-	for range 16 { // bounded: a flood from upstream can't stall the loop
-		if !q.inUse || q.gen != gen {
-			return
-		}
-		var from sockaddr
-		n, errno := from.recvfrom(fd, l.buf)
-		switch errno {
-		case 0:
-			l.upstreamReply(s, from.addrPort(), l.buf[:n])
-		case unix.EAGAIN:
-			return
-		default: // an ICMP error; the error queue says which upstream
-			l.readErrors(s, fd)
-		}
-	}
-}
-
-// readErrors drains a socket's error queue (IP_RECVERR): each entry names
-// the upstream a send to failed (ICMP port or host unreachable).
-func (l *Loop) readErrors(s int32, fd int) {
-	var oob [512]byte
-	for range maxAttempts * 2 {
-		_, _, _, from, err := unix.Recvmsg(fd, l.buf[:512], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
-		if err != nil {
-			return
-		}
-		var ap netip.AddrPort
-		switch sa := from.(type) {
-		case *unix.SockaddrInet4:
-			ap = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-		case *unix.SockaddrInet6:
-			ap = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-		}
-		q := &l.slots[s]
-		if !q.inUse {
-			return
-		}
-		if k := q.attemptFrom(ap); k >= 0 {
-			l.attemptFailed(s, k)
-		}
-	}
-}
-
-// attemptFrom returns the outstanding attempt whose upstream is ap, or -1.
-func (q *loopQuery) attemptFrom(ap netip.AddrPort) int {
-	for k := range q.natt {
-		if q.att[k].outstanding() && q.att[k].addr == ap {
-			return k
-		}
-	}
-	return -1
 }
 
 func (q *loopQuery) outstanding() int {
@@ -270,13 +204,12 @@ func (q *loopQuery) outstanding() int {
 	return n
 }
 
-// upstreamReply handles one datagram from src on a query's socket. What
-// does not validate (another source, a wrong ID or question, an empty or
-// oversized packet) is ignored, as a connected socket would.
-func (l *Loop) upstreamReply(s int32, src netip.AddrPort, msg []byte) {
+// upstreamReply handles one datagram on attempt k's socket. What does not
+// validate (a wrong ID or question, an empty or oversized packet) is
+// ignored: the attempt keeps waiting.
+func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	q := &l.slots[s]
-	k := q.attemptFrom(src)
-	if k < 0 || len(msg) == 0 || len(msg) > q.udpMax {
+	if len(msg) == 0 || len(msg) > q.udpMax {
 		return
 	}
 	a := &q.att[k]
@@ -287,6 +220,7 @@ func (l *Loop) upstreamReply(s int32, src netip.AddrPort, msg []byte) {
 		a.u.LateReplies.Add(1) // it answered after all: take the stall back
 	}
 	a.state = attemptDone
+	a.close()
 	now := l.now()
 	good := isGoodRcode(rcode(msg))
 	if good {
@@ -316,6 +250,7 @@ func (l *Loop) attemptFailed(s int32, k int) {
 	q := &l.slots[s]
 	a := &q.att[k]
 	a.state = attemptDone
+	a.close()
 	a.u.Failures.Add(1)
 	if q.decided {
 		l.freeIfQuiet(s)

@@ -82,7 +82,7 @@ type sockaddr struct {
 }
 
 func (sa *sockaddr) sendto(fd int, b []byte) syscall.Errno {
-	_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 		0, uintptr(unsafe.Pointer(&sa.raw)), uintptr(sa.len))
 	return errno
 }
@@ -90,7 +90,7 @@ func (sa *sockaddr) sendto(fd int, b []byte) syscall.Errno {
 // recvfrom reads one datagram into b and its source into sa.
 func (sa *sockaddr) recvfrom(fd int, b []byte) (int, syscall.Errno) {
 	sa.len = unix.SizeofSockaddrAny
-	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa.raw)), uintptr(unsafe.Pointer(&sa.len)))
 	return int(n), errno
 }

@@ -1,0 +1,64 @@
+package forwarder
+
+import (
+	"net/netip"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The loop's system calls on upstream sockets. Every one is non-blocking
+// (the sockets are O_NONBLOCK, UDP close does not linger), so they are
+// made as raw system calls: no scheduler hand-off around each, and the
+// runtime's sysmon never sees the loop's thread "in a system call" and
+// hands its P to another thread.
+
+// dialUDP opens a non-blocking UDP socket connected to ap.
+func dialUDP(ap netip.AddrPort) (int, error) {
+	var sa sockaddr
+	sa.set(ap)
+	domain := unix.AF_INET
+	if sa.raw.Addr.Family == unix.AF_INET6 {
+		domain = unix.AF_INET6
+	}
+	fd, _, errno := unix.RawSyscall(unix.SYS_SOCKET, uintptr(domain), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, os.NewSyscallError("socket", errno)
+	}
+	if _, _, errno := unix.RawSyscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&sa.raw)), uintptr(sa.len)); errno != 0 {
+		closeFD(int(fd))
+		return -1, os.NewSyscallError("connect", errno)
+	}
+	return int(fd), nil
+}
+
+func closeFD(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
+
+// rawSend writes b on a connected socket.
+func rawSend(fd int, b []byte) syscall.Errno {
+	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+	return errno
+}
+
+// rawRecv reads one datagram from a connected socket into b.
+func rawRecv(fd int, b []byte) (int, syscall.Errno) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
+	return int(n), errno
+}
+
+// epollAdd adds fd to the epoll set ep, level-triggered, for reading.
+func epollAdd(ep, fd int, tag, slot int32) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tag, Pad: slot}
+	if _, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ep), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0); errno != 0 {
+		return os.NewSyscallError("epoll_ctl", errno)
+	}
+	return nil
+}
+
+// epollPoll returns the events ready in ep now, without waiting.
+func epollPoll(ep int, events []unix.EpollEvent) (int, syscall.Errno) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	return int(n), errno
+}
