@@ -23,10 +23,10 @@ import (
 // small state machine (loopQuery) driven by socket events and three timer
 // queues, applying the same raceRules as the goroutine race.
 //
-// Every upstream query still gets a socket of its own, so its source port
-// is fresh and chosen at random by the kernel (RFC 5452); the loop opens,
-// connects and closes it with raw system calls (rawsys.go), which is about
-// half of what the runtime poller charged per socket.
+// Every upstream query still gets a connected socket of its own, with a
+// fresh source port chosen at random by the kernel (RFC 5452); the sockets
+// are recycled without reusing ports (upsock.go), and handled with raw
+// system calls (rawsys.go).
 type Loop struct {
 	f     *Forwarder
 	ep    int      // epoll set
@@ -40,6 +40,7 @@ type Loop struct {
 	wakeMu sync.Mutex // Retire's write vs the eventfd's close
 	closed bool
 
+	up     sockPool // upstream sockets, recycled (upsock.go)
 	slots  []loopQuery
 	free   []int32
 	active int
@@ -57,11 +58,11 @@ type Loop struct {
 }
 
 // Event tags, in EpollEvent.Fd; for upstream sockets EpollEvent.Pad holds
-// the query slot and the tag tagUpstream+k the attempt k.
+// the socket's index in the pool.
 const (
 	tagWake int32 = iota
 	tagListener
-	tagUpstream // ... tagUpstream+maxAttempts-1
+	tagUpstream
 )
 
 // maxBatch bounds the client queries read per wake-up, so a flood on the
@@ -199,8 +200,8 @@ func (l *Loop) dispatch(events []unix.EpollEvent) {
 		case tagWake:
 			var b [8]byte
 			_, _ = unix.Read(l.wake, b[:])
-		default:
-			l.readUpstream(ev.Pad, int(ev.Fd-tagUpstream))
+		case tagUpstream:
+			l.readUpstream(ev.Pad)
 		}
 	}
 }
@@ -217,6 +218,7 @@ func (l *Loop) shutdown() {
 		l.lis.Release()
 		l.lis = nil
 	}
+	l.closeSockets()
 	l.closeFDs()
 }
 

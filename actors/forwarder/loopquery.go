@@ -30,12 +30,12 @@ type loopQuery struct {
 	natt  int
 }
 
-// loopAttempt is one upstream of a query's race, on a socket of its own:
-// connected, so the kernel drops packets from any other source and reports
-// an ICMP error (the upstream refusing) as a failed read.
+// loopAttempt is one upstream of a query's race, on a socket of its own
+// (upsock.go): connected, so the kernel drops packets from any other source
+// and reports an ICMP error (the upstream refusing) as a failed read.
 type loopAttempt struct {
 	u     *config.Upstream
-	fd    int // -1 once closed
+	sock  int32 // index in the loop's socket pool; -1 once settled
 	id    uint16
 	state attemptState
 }
@@ -50,12 +50,12 @@ const (
 
 func (a *loopAttempt) outstanding() bool { return a.state != attemptDone }
 
-// close closes the attempt's socket (which also takes it out of the epoll
-// set) as soon as the attempt is settled.
-func (a *loopAttempt) close() {
-	if a.fd >= 0 {
-		closeFD(a.fd)
-		a.fd = -1
+// hangUp gives attempt k's socket back to the pool as soon as the attempt
+// is settled.
+func (l *Loop) hangUpAttempt(a *loopAttempt) {
+	if a.sock >= 0 {
+		l.hangUp(a.sock)
+		a.sock = -1
 	}
 }
 
@@ -80,7 +80,7 @@ func (l *Loop) alloc() int32 {
 func (l *Loop) freeQuery(s int32) {
 	q := &l.slots[s]
 	for k := range q.natt {
-		q.att[k].close()
+		l.hangUpAttempt(&q.att[k])
 	}
 	if !q.decided { // only when the loop is torn down by a panic
 		l.f.End()
@@ -136,10 +136,10 @@ func (l *Loop) launch(s int32, n int, now int64) {
 			q.natt++
 			a := &q.att[k]
 			u := q.rules.ups[i]
-			*a = loopAttempt{u: u, fd: -1, id: uint16(l.f.Rand(1 << 16))}
+			*a = loopAttempt{u: u, sock: -1, id: uint16(l.f.Rand(1 << 16))}
 			if err := l.sendUpstream(s, k, q, a); err != nil {
 				a.state = attemptDone
-				a.close()
+				l.hangUpAttempt(a)
 				u.Failures.Add(1)
 				failed++
 				continue
@@ -154,37 +154,42 @@ func (l *Loop) launch(s int32, n int, now int64) {
 	l.finishIfExhausted(s)
 }
 
-// sendUpstream opens attempt k's socket and sends it the query with the
-// attempt's ID. The socket is not bound: connect binds it to a random free
-// port (RFC 5452), fresh for every upstream query.
+// sendUpstream sends the query to attempt k's upstream with the attempt's
+// ID, from a socket connected for this upstream query alone.
 func (l *Loop) sendUpstream(s int32, k int, q *loopQuery, a *loopAttempt) error {
-	fd, err := dialUDP(a.u.Addr)
+	i, err := l.dial(a.u.Addr, s, k)
 	if err != nil {
 		return err
 	}
-	a.fd = fd
-	if err := l.add(fd, tagUpstream+int32(k), s); err != nil {
-		return err
-	}
+	a.sock = i
 	setID(q.q, a.id)
-	if errno := rawSend(fd, q.q); errno != 0 {
+	if errno := rawSend(l.up.socks[i].fd, q.q); errno != 0 {
 		return os.NewSyscallError("send", errno)
 	}
 	return nil
 }
 
-// readUpstream reads what arrived on attempt k's socket.
-func (l *Loop) readUpstream(s int32, k int) {
-	if s < 0 || int(s) >= len(l.slots) || k < 0 || k >= maxAttempts {
+// readUpstream reads what arrived on upstream socket i.
+func (l *Loop) readUpstream(i int32) {
+	if i < 0 || int(i) >= len(l.up.socks) {
 		return
 	}
+	u := &l.up.socks[i]
+	if u.fd < 0 {
+		return
+	}
+	if u.slot < 0 {
+		l.hangUp(i) // idle, yet readable: read it empty again (never expected)
+		return
+	}
+	s, k := u.slot, int(u.k)
 	q := &l.slots[s]
-	if !q.inUse || k >= q.natt || q.att[k].fd < 0 || !q.att[k].outstanding() {
-		return // a stale event: the attempt or query ended earlier in this batch
+	if !q.inUse || q.gen != u.gen || q.att[k].sock != i {
+		return // cannot happen: a settled attempt hands its socket back at once
 	}
 	// One datagram per event: the epoll set is level-triggered, so more
 	// waiting brings the loop back, and no read is spent learning EAGAIN.
-	n, errno := rawRecv(q.att[k].fd, l.buf)
+	n, errno := rawRecv(u.fd, l.buf)
 	switch errno {
 	case 0:
 		l.upstreamReply(s, k, l.buf[:n])
@@ -220,7 +225,7 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 		a.u.LateReplies.Add(1) // it answered after all: take the stall back
 	}
 	a.state = attemptDone
-	a.close()
+	l.hangUpAttempt(a)
 	now := l.now()
 	good := isGoodRcode(rcode(msg))
 	if good {
@@ -250,7 +255,7 @@ func (l *Loop) attemptFailed(s int32, k int) {
 	q := &l.slots[s]
 	a := &q.att[k]
 	a.state = attemptDone
-	a.close()
+	l.hangUpAttempt(a)
 	a.u.Failures.Add(1)
 	if q.decided {
 		l.freeIfQuiet(s)

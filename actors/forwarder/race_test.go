@@ -474,3 +474,34 @@ func testRefusedPortsFailFast(t *testing.T, handle handleFunc) {
 		t.Errorf("failures counted: %d %d, want 1 1", ups[0].Failures.Load(), ups[1].Failures.Load())
 	}
 }
+
+func TestFreshPortPerUpstreamQuery(t *testing.T) { bothEngines(t, testFreshPortPerUpstreamQuery) }
+
+// RFC 5452: every upstream query leaves from a fresh random port, also when
+// the loop recycles its sockets: the two upstreams of one query never share
+// a port, and ports do not repeat from query to query (beyond the odd
+// coincidence of a random choice).
+func testFreshPortPerUpstreamQuery(t *testing.T, handle handleFunc) {
+	a := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.9.9.9"))
+	b := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.9.9.9"))
+	f, _, _ := setup(t, 2*time.Second, a, b)
+	const n = 40
+	for range n {
+		_, qb := query(t, "ports.example.", dns.TypeA)
+		if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeSuccess {
+			t.Fatalf("rcode %d", r.Rcode)
+		}
+	}
+	waitFor(t, "both upstreams to see every query", func() bool { return a.Count() == n && b.Count() == n })
+	ports := map[uint16]bool{}
+	for i := range n {
+		pa, pb := a.Seen()[i].From.Port(), b.Seen()[i].From.Port()
+		if pa == pb {
+			t.Errorf("query %d: both upstream queries from port %d", i, pa)
+		}
+		ports[pa], ports[pb] = true, true
+	}
+	if len(ports) < 2*n*9/10 {
+		t.Errorf("%d distinct source ports over %d upstream queries", len(ports), 2*n)
+	}
+}

@@ -1,7 +1,6 @@
 package forwarder
 
 import (
-	"net/netip"
 	"os"
 	"syscall"
 	"unsafe"
@@ -15,23 +14,36 @@ import (
 // runtime's sysmon never sees the loop's thread "in a system call" and
 // hands its P to another thread.
 
-// dialUDP opens a non-blocking UDP socket connected to ap.
-func dialUDP(ap netip.AddrPort) (int, error) {
-	var sa sockaddr
-	sa.set(ap)
+// EAGAIN is the errno of a non-blocking read with nothing to read.
+const EAGAIN = unix.EAGAIN
+
+const sizeofSockaddrInet6 = unix.SizeofSockaddrInet6
+
+// openUDP opens a non-blocking UDP socket, IPv4 (fam 0) or IPv6 (fam 1).
+func openUDP(fam int) (int, error) {
 	domain := unix.AF_INET
-	if sa.raw.Addr.Family == unix.AF_INET6 {
+	if fam == 1 {
 		domain = unix.AF_INET6
 	}
 	fd, _, errno := unix.RawSyscall(unix.SYS_SOCKET, uintptr(domain), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if errno != 0 {
 		return -1, os.NewSyscallError("socket", errno)
 	}
-	if _, _, errno := unix.RawSyscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&sa.raw)), uintptr(sa.len)); errno != 0 {
-		closeFD(int(fd))
-		return -1, os.NewSyscallError("connect", errno)
-	}
 	return int(fd), nil
+}
+
+// connectTo connects fd to sa; an unbound socket gets a random free port.
+func connectTo(fd int, sa *sockaddr) syscall.Errno {
+	_, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa.raw)), uintptr(sa.len))
+	return errno
+}
+
+// disconnect dissolves fd's association (connect to AF_UNSPEC). For a
+// socket whose port was chosen by the kernel, that releases the port too.
+func disconnect(fd int) syscall.Errno {
+	sa := unix.RawSockaddrInet4{Family: unix.AF_UNSPEC}
+	_, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	return errno
 }
 
 func closeFD(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }

@@ -1,0 +1,73 @@
+package forwarder
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/test/dnstest"
+	"golang.org/x/sys/unix"
+)
+
+// The loop recycles upstream sockets: sequential queries reuse the same
+// few sockets (each time from a fresh port, see TestFreshPortPerUpstreamQuery)
+// instead of opening two per query.
+func TestLoopRecyclesUpstreamSockets(t *testing.T) {
+	a := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.9.9.9"))
+	b := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.9.9.9"))
+	cfg := config.Default()
+	cfg.UpstreamResolvers = []netip.AddrPort{a.Addr, b.Addr}
+	f := New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	sock := NewSocket(fd)
+	defer sock.Release()
+	var reply ReplyPath
+	loop, err := f.NewLoop(sock, &reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- loop.Run() }()
+
+	c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 30
+	buf := make([]byte, 512)
+	for range n {
+		m := new(dns.Msg)
+		m.SetQuestion("recycle.example.", dns.TypeA)
+		q, _ := m.Pack()
+		if _, err := c.Write(q); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loop.Retire()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Read after Run returned: the pool is the loop goroutine's alone.
+	// Both upstreams answer each query, so at most a loser still being
+	// read when the next query starts needs a third or fourth socket.
+	if got := loop.up.opened; got < 2 || got > 4 {
+		t.Errorf("%d upstream sockets opened for %d sequential queries", got, n)
+	}
+}
