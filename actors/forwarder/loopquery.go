@@ -50,11 +50,11 @@ const (
 
 func (a *loopAttempt) outstanding() bool { return a.state != attemptDone }
 
-// hangUp gives attempt k's socket back to the pool as soon as the attempt
-// is settled.
-func (l *Loop) hangUpAttempt(a *loopAttempt) {
+// hangUpAttempt gives an attempt's socket back to the pool as soon as the
+// attempt is settled; replied says its reply was just read.
+func (l *Loop) hangUpAttempt(a *loopAttempt, replied bool) {
 	if a.sock >= 0 {
-		l.hangUp(a.sock)
+		l.hangUp(a.sock, replied)
 		a.sock = -1
 	}
 }
@@ -80,7 +80,7 @@ func (l *Loop) alloc() int32 {
 func (l *Loop) freeQuery(s int32) {
 	q := &l.slots[s]
 	for k := range q.natt {
-		l.hangUpAttempt(&q.att[k])
+		l.hangUpAttempt(&q.att[k], false)
 	}
 	if !q.decided { // only when the loop is torn down by a panic
 		l.f.End()
@@ -139,7 +139,7 @@ func (l *Loop) launch(s int32, n int, now int64) {
 			*a = loopAttempt{u: u, sock: -1, id: uint16(l.f.Rand(1 << 16))}
 			if err := l.sendUpstream(s, k, q, a); err != nil {
 				a.state = attemptDone
-				l.hangUpAttempt(a)
+				l.hangUpAttempt(a, false)
 				u.Failures.Add(1)
 				failed++
 				continue
@@ -179,7 +179,7 @@ func (l *Loop) readUpstream(i int32) {
 		return
 	}
 	if u.slot < 0 {
-		l.hangUp(i) // idle, yet readable: read it empty again (never expected)
+		l.hangUp(i, false) // idle, yet readable: read it empty again (never expected)
 		return
 	}
 	s, k := u.slot, int(u.k)
@@ -225,7 +225,7 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 		a.u.LateReplies.Add(1) // it answered after all: take the stall back
 	}
 	a.state = attemptDone
-	l.hangUpAttempt(a)
+	l.hangUpAttempt(a, true) // true: reads nothing, msg (in l.buf) stays valid
 	now := l.now()
 	good := isGoodRcode(rcode(msg))
 	if good {
@@ -255,7 +255,7 @@ func (l *Loop) attemptFailed(s int32, k int) {
 	q := &l.slots[s]
 	a := &q.att[k]
 	a.state = attemptDone
-	l.hangUpAttempt(a)
+	l.hangUpAttempt(a, false)
 	a.u.Failures.Add(1)
 	if q.decided {
 		l.freeIfQuiet(s)

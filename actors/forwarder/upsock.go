@@ -72,17 +72,22 @@ func (l *Loop) dial(ap netip.AddrPort, s int32, k int) (int32, error) {
 	}
 	u := &p.socks[i]
 	if errno := connectTo(u.fd, &sa); errno != 0 {
-		l.hangUp(i)
+		l.hangUp(i, false)
 		return -1, os.NewSyscallError("connect", errno)
 	}
 	u.slot, u.gen, u.k = s, l.slots[s].gen, int8(k)
 	return i, nil
 }
 
-// hangUp disconnects socket i (giving up its port), reads away anything it
-// had queued (a late duplicate, a pending ICMP error) and keeps it for the
-// next query, or closes it when enough are idle.
-func (l *Loop) hangUp(i int32) {
+// hangUp disconnects socket i (giving up its port) and keeps it for the
+// next query, or closes it when enough are idle. Unless the caller has just
+// read the reply that settled the attempt, it first reads away what the
+// socket may still hold (a late reply, a pending ICMP error), so that
+// nothing of this upstream query can reach the next one. (After a reply
+// only a duplicate could be queued; it would still be read first by the
+// next query and fail validation: a new random ID, most likely another
+// question.)
+func (l *Loop) hangUp(i int32, replied bool) {
 	u := &l.up.socks[i]
 	u.slot = -1
 	if disconnect(u.fd) != 0 {
@@ -90,6 +95,9 @@ func (l *Loop) hangUp(i int32) {
 		return
 	}
 	for range 8 {
+		if replied {
+			break
+		}
 		if _, errno := rawRecv(u.fd, l.buf); errno == EAGAIN {
 			break
 		}
