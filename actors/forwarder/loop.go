@@ -230,6 +230,9 @@ func (l *Loop) nextTimer() time.Time {
 			next, ok = w, true
 		}
 	}
+	if w := l.up.trimAt; w != 0 && (!ok || w < next) {
+		next, ok = w, true
+	}
 	if !ok {
 		return time.Time{}
 	}

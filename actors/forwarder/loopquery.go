@@ -346,4 +346,5 @@ func (l *Loop) fireTimers(now int64) {
 			l.freeQuery(e.slot) // losers we stopped waiting for: their stalls stand
 		}
 	}
+	l.trim(now)
 }

@@ -3,6 +3,7 @@ package forwarder
 import (
 	"net/netip"
 	"os"
+	"time"
 )
 
 // The loop's upstream sockets are recycled, and a recycled socket still
@@ -18,9 +19,14 @@ import (
 // query (measured, see issue 7's notes). While disconnected a socket holds
 // no port and receives nothing; what it had queued is read away first.
 
-// maxIdleSockets bounds the idle sockets kept per address family: enough
-// for the steady state, without keeping a burst's worth open forever.
-const maxIdleSockets = 256
+// maxIdleSockets bounds the idle sockets kept per address family. Beyond
+// that cap, idle sockets are also trimmed every trimEvery to what the last
+// period needed at its busiest, so a burst's worth is not kept open
+// forever and an idle loop holds no upstream socket at all.
+const (
+	maxIdleSockets = 256
+	trimEvery      = time.Second
+)
 
 type upSock struct {
 	fd   int   // -1: closed, the entry is vacant
@@ -35,6 +41,10 @@ type sockPool struct {
 	idle   [2][]int32
 	vacant []int32
 	opened int // sockets opened over the loop's life
+
+	inUse  int   // sockets owned by an attempt now
+	peak   int   // most in use at once since the last trim
+	trimAt int64 // next trim (loop clock); 0: none scheduled
 }
 
 // dial returns a socket connected to ap (a fresh random source port), for
@@ -76,6 +86,8 @@ func (l *Loop) dial(ap netip.AddrPort, s int32, k int) (int32, error) {
 		return -1, os.NewSyscallError("connect", errno)
 	}
 	u.slot, u.gen, u.k = s, l.slots[s].gen, int8(k)
+	p.inUse++
+	p.peak = max(p.peak, p.inUse)
 	return i, nil
 }
 
@@ -89,6 +101,9 @@ func (l *Loop) dial(ap netip.AddrPort, s int32, k int) (int32, error) {
 // question.)
 func (l *Loop) hangUp(i int32, replied bool) {
 	u := &l.up.socks[i]
+	if u.slot >= 0 {
+		l.up.inUse--
+	}
 	u.slot = -1
 	if disconnect(u.fd) != 0 {
 		l.discard(i)
@@ -107,6 +122,32 @@ func (l *Loop) hangUp(i int32, replied bool) {
 		return
 	}
 	l.up.idle[u.fam] = append(l.up.idle[u.fam], i)
+	if l.up.trimAt == 0 {
+		l.up.trimAt = l.now() + int64(trimEvery)
+	}
+}
+
+// trim closes the idle sockets the last period did not need: it keeps as
+// many as were in use at the busiest moment beyond those in use now.
+func (l *Loop) trim(now int64) {
+	p := &l.up
+	if p.trimAt == 0 || now < p.trimAt {
+		return
+	}
+	keep := max(p.peak-p.inUse, 0)
+	for fam := range p.idle {
+		for len(p.idle[fam]) > keep {
+			n := len(p.idle[fam]) - 1
+			i := p.idle[fam][n]
+			p.idle[fam] = p.idle[fam][:n]
+			l.discard(i)
+		}
+	}
+	p.peak = p.inUse
+	p.trimAt = 0
+	if len(p.idle[0])+len(p.idle[1]) > 0 {
+		p.trimAt = now + int64(trimEvery)
+	}
 }
 
 // discard closes socket i (which also takes it out of the epoll set).

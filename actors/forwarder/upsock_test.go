@@ -77,3 +77,63 @@ func TestLoopRecyclesUpstreamSockets(t *testing.T) {
 		t.Errorf("%d distinct source ports over %d queries from one recycled socket", len(ports), n)
 	}
 }
+
+// Idle sockets are trimmed to what the last period needed at its busiest:
+// a burst's sockets are kept one period, then closed.
+func TestLoopTrimsIdleSockets(t *testing.T) {
+	cfg := config.Default()
+	f := New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := NewSocket(fd)
+	defer sock.Release()
+	var reply ReplyPath
+	l, err := f.NewLoop(sock, &reply) // never run: the test drives it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.shutdown()
+
+	up := netip.MustParseAddrPort("127.0.0.1:9") // connect only; nothing is sent
+	s := l.alloc()
+	var fds []int
+	var socks []int32
+	for k := range 3 {
+		i, err := l.dial(up, s, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds, socks = append(fds, l.up.socks[i].fd), append(socks, i)
+	}
+	l.hangUp(socks[0], false)
+	l.hangUp(socks[1], false)
+	open := func() int {
+		n := 0
+		for _, fd := range fds {
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	first := l.up.trimAt
+	if first == 0 {
+		t.Fatal("no trim scheduled with idle sockets")
+	}
+	l.trim(first - 1)
+	if got := open(); got != 3 {
+		t.Fatalf("trimmed before its time: %d of 3 sockets open", got)
+	}
+	// The busiest moment had 3 in use; 1 still is: keep 2 idle.
+	l.trim(first)
+	if got := len(l.up.idle[0]); got != 2 {
+		t.Fatalf("after the first trim: %d idle, want 2", got)
+	}
+	// The next period needed only the one in use: close the idle ones.
+	l.trim(l.up.trimAt)
+	if got := open(); got != 1 || len(l.up.idle[0]) != 0 || l.up.trimAt != 0 {
+		t.Fatalf("after the second trim: %d open, %d idle, trim at %d; want 1, 0, none", got, len(l.up.idle[0]), l.up.trimAt)
+	}
+}
