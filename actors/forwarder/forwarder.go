@@ -1,6 +1,7 @@
 // Package forwarder is Spartan's query path: it routes one query, answers
-// local zones, and races the chosen upstreams. Listeners call Handle once
-// per query, in a goroutine of its own.
+// local zones, and races the chosen upstreams. It has two engines with the
+// same rules (rules.go): Loop, the UDP listeners' event loop, and Handle, a
+// goroutine per query (TCP listeners, the HTTP API).
 package forwarder
 
 import (
@@ -29,7 +30,8 @@ type Forwarder struct {
 	LoserGrace time.Duration
 	// Rand returns a uniform int in [0, n); injectable for tests.
 	Rand func(n int) int
-	// Dial opens upstream sockets; injectable for tests and tuning.
+	// Dial opens the goroutine race's upstream sockets; injectable for
+	// tests. The loop opens its own (upsock.go).
 	Dial Dialer
 
 	inflight atomic.Int64

@@ -50,7 +50,7 @@ type Loop struct {
 	// a heap. (If upstream_timeout is lowered at run time, an expiry may
 	// fire late by at most the difference, never early.)
 	stallQ  timerQueue // per attempt: no reply by its send time + Hedge
-	expireQ timerQueue // per query: upstream_timeout after it arrived
+	expireQ timerQueue // per query still in flight at +Hedge: upstream_timeout after it arrived
 	graceQ  timerQueue // per answered query: stop reading its losers
 
 	buf    []byte // scratch for one datagram, client query or upstream reply

@@ -24,6 +24,7 @@ type loopQuery struct {
 	kind     RouteKind
 	udpMax   int
 	start    int64
+	timeout  int64 // upstream_timeout when the query came
 
 	rules raceRules
 	att   [maxAttempts]loopAttempt
@@ -113,8 +114,10 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 	q.udpMax = p.snap.Config.Limits.UDPPayloadMax
 	q.rules.reset(p.route.Upstreams)
 	now := l.now()
-	q.start = now
-	l.expireQ.push(timerEntry{when: now + int64(p.snap.Config.UpstreamTimeout), slot: s, gen: q.gen})
+	q.start, q.timeout = now, int64(p.snap.Config.UpstreamTimeout)
+	if q.timeout <= int64(l.f.Hedge) {
+		l.expireQ.push(timerEntry{when: now + q.timeout, slot: s, gen: q.gen})
+	} // else set by the first stall timer, for the few queries still in flight then
 	l.launch(s, 2, now)
 }
 
@@ -314,11 +317,19 @@ func (l *Loop) fireTimers(now int64) {
 			a.state = attemptStalled
 			a.u.Stalls.Add(1)
 		}
-		// The first stall timer of a query comes at its start + Hedge:
-		// nothing has won yet, so start one more upstream.
-		if !q.decided && !q.hedged {
+		// The first stall timer of a query comes at its start + Hedge.
+		// Most queries are over by then: only now does a query get its
+		// expiry timer, which keeps the expiry queue at the queries still
+		// in flight after Hedge rather than all of upstream_timeout's.
+		// And if nothing has won yet, start one more upstream.
+		if !q.hedged {
 			q.hedged = true
-			l.launch(e.slot, 1, now)
+			if q.timeout > int64(l.f.Hedge) {
+				l.expireQ.push(timerEntry{when: q.start + q.timeout, slot: e.slot, gen: q.gen})
+			}
+			if !q.decided {
+				l.launch(e.slot, 1, now)
+			}
 		}
 	}
 	for e, ok := l.expireQ.pop(now); ok; e, ok = l.expireQ.pop(now) {

@@ -19,8 +19,8 @@ import (
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
-// BenchmarkUDPForward measures the whole UDP path (listener socket,
-// handler goroutine, race to two upstreams, reply) with closed-loop clients
+// BenchmarkUDPForward measures the whole UDP path (listener sockets, event
+// loops, race to two upstreams, reply) with closed-loop clients
 // against two in-process reflector upstreams. It reports queries per second
 // and p50/p99 latency as seen by the clients.
 //

@@ -1,6 +1,7 @@
 // Package listener holds the listener actors: one UDP and one TCP actor per
-// bind IP. They own their sockets and hand each query to the forwarder in a
-// goroutine of its own, after the handler_limit check.
+// bind IP. They own their sockets and hand them over across restarts. UDP
+// queries are served by forwarder.Loop event loops, one per socket; TCP
+// queries by forwarder.Handle, in a goroutine per query.
 package listener
 
 import (

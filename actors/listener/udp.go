@@ -26,8 +26,11 @@ type UDP struct {
 	fwd  *forwarder.Forwarder
 	log  zerolog.Logger
 
-	// Sockets is the number of sockets and loops per run; it defaults to
-	// GOMAXPROCS, so that every core can serve queries.
+	// Sockets is the number of sockets and loops per run. It defaults to
+	// twice GOMAXPROCS: every core can serve queries, and when one loop
+	// waits another is usually ready, so threads park less. Measured at
+	// saturation on 2 cores (issue 7): 1 socket 15.4k qps, 2 about 21.9k,
+	// 4 about 24.9k, 8 25.6k.
 	Sockets int
 
 	reply     forwarder.ReplyPath
@@ -43,7 +46,7 @@ func NewUDP(addr netip.AddrPort, fwd *forwarder.Forwarder, log zerolog.Logger) *
 		addr:    addr,
 		fwd:     fwd,
 		log:     log.With().Str("listener", "udp").Stringer("addr", addr).Logger(),
-		Sockets: runtime.GOMAXPROCS(0),
+		Sockets: 2 * runtime.GOMAXPROCS(0),
 	}
 }
 
