@@ -18,9 +18,12 @@ out=$(eval "$cmd" 2>&1)
 	echo "- spartan: git $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	echo "- command: \`$cmd\`"
 	echo
-	echo "BenchmarkUDPForward: closed-loop clients (1, 16, 64) send UDP queries to one listener; each query is"
-	echo "raced to two reflector upstreams (\`test/dnstest\`)."
-	echo "qps, p50/p99 are as the clients see them. BenchmarkDialUDP: one fresh upstream socket."
+	echo "BenchmarkUDPForward: closed-loop clients (1, 16, 64) send UDP queries to one listener (its event"
+	echo "loops); each query is raced to two reflector upstreams (\`test/dnstest\`), in the same process."
+	echo "qps, p50/p99 are as the clients see them. BenchmarkDialUDP: the socket of one upstream query, each"
+	echo "with a fresh random port: net.DialUDP+close, the goroutine race's raw dialer+close, the loop's"
+	echo "raw socket+epoll_ctl+connect+close (loop-fresh), and what the loop does, connect+disconnect of a"
+	echo "recycled socket (loop-recycled)."
 	echo
 	echo '```'
 	echo "$out" | grep -E '^(Benchmark|goos|goarch|cpu|pkg)'

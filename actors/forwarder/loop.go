@@ -122,8 +122,8 @@ func (l *Loop) closeFDs() {
 
 // Retire makes the loop stop reading its listener socket: it reads what is
 // already queued, releases the socket, and returns from Run once every
-// query it accepted has been answered. Safe to call from any goroutine,
-// more than once.
+// query it accepted has been answered (losers are no longer read). Safe to
+// call from any goroutine, more than once.
 func (l *Loop) Retire() {
 	if !l.retire.CompareAndSwap(false, true) {
 		return
@@ -178,14 +178,29 @@ func (l *Loop) Run() (err error) {
 		}
 		l.fireTimers(l.now())
 		if l.retire.Load() {
-			if l.lis != nil {
-				l.readListener() // what queued before Retire is still ours
-				l.lis.Release()  // closing it removes it from the epoll set
-				l.lis = nil
-			}
+			l.retireNow()
 			if l.active == 0 {
 				return nil
 			}
+		}
+	}
+}
+
+// retireNow stops reading the listener socket, after reading what is
+// already queued there, and stops reading losers: from now on the loop only
+// waits for the queries that have no reply yet.
+func (l *Loop) retireNow() {
+	if l.lis != nil {
+		l.readListener()
+		// Out of the epoll set first: the socket stays open while others
+		// hold it (the reply path), and must not keep waking the loop.
+		epollDel(l.ep, l.lis.fd)
+		l.lis.Release()
+		l.lis = nil
+	}
+	for s := range l.slots {
+		if q := &l.slots[s]; q.inUse && q.decided {
+			l.freeQuery(int32(s))
 		}
 	}
 }

@@ -69,6 +69,11 @@ func epollAdd(ep, fd int, tag, slot int32) error {
 	return nil
 }
 
+// epollDel removes fd from the epoll set ep.
+func epollDel(ep, fd int) {
+	unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ep), unix.EPOLL_CTL_DEL, uintptr(fd), 0, 0, 0)
+}
+
 // epollPoll returns the events ready in ep now, without waiting.
 func epollPoll(ep int, events []unix.EpollEvent) (int, syscall.Errno) {
 	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
