@@ -83,7 +83,8 @@ func (a *Actor) SetMasters(source string, ips []netip.Addr) {
 	}
 }
 
-// UpdateHealth folds the query path's counters into every upstream's score.
+// UpdateHealth folds the query path's counters into every upstream's score
+// and recent latencies, and recomputes every route's hedge delay.
 func (a *Actor) UpdateHealth() {
 	now := a.now()
 	dt := now.Sub(a.lastTick)
@@ -91,9 +92,12 @@ func (a *Actor) UpdateHealth() {
 		dt = 0
 	}
 	a.lastTick = now
-	for _, u := range a.store.Load().Upstreams {
+	snap := a.store.Load()
+	for _, u := range snap.Upstreams {
 		u.updateHealth(dt)
+		u.foldLatency(dt)
 	}
+	snap.eachRoute(func(r *Route) { r.updateHedge() })
 }
 
 func addrs(ips []netip.Addr) []fmt.Stringer {

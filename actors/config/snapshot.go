@@ -28,6 +28,17 @@ type Snapshot struct {
 type Route struct {
 	Name      string // "default", "mesos", or the zone
 	Upstreams []*Upstream
+
+	hedge routeHedge // set by the config actor (hedge.go)
+}
+
+// eachRoute calls fn for every route of the snapshot.
+func (s *Snapshot) eachRoute(fn func(*Route)) {
+	fn(s.Default)
+	fn(s.Mesos)
+	for _, z := range s.Zones {
+		fn(z.Route)
+	}
 }
 
 // ZoneRoute is one forward_zones entry.

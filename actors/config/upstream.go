@@ -25,6 +25,8 @@ type Upstream struct {
 	// health bookkeeping, touched only by the config actor goroutine.
 	seenFailures, seenStalls, seenLate uint64
 	scoreF                             float64
+	seenLatency                        [len(LatencyBuckets) + 1]uint64
+	recent                             [len(LatencyBuckets) + 1]float64 // decayed reply counts per latency bucket
 }
 
 // Score is the decayed count of recent failures: 0 is perfectly healthy.

@@ -102,7 +102,7 @@ const (
 // exchange sends q to u with a fresh ID and reads until a valid reply, the
 // deadline, or (once the race is over) LoserGrace. It records the outcome in
 // u's counters and sends exactly one result to out, which has room for it.
-func (f *Forwarder) exchange(st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, start, deadline time.Time, limits config.LimitsConfig, out chan<- result) {
+func (f *Forwarder) exchange(st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, hedge time.Duration, deadline time.Time, limits config.LimitsConfig, out chan<- result) {
 	network := "udp"
 	if tcp {
 		network = "tcp"
@@ -113,12 +113,12 @@ func (f *Forwarder) exchange(st *raceState, u *config.Upstream, q []byte, qEnd i
 		out <- result{u: u, err: err}
 		return
 	}
-	reply, err := f.exchangeOn(conn, st, u, q, qEnd, tcp, start, deadline, limits)
+	reply, err := f.exchangeOn(conn, st, u, q, qEnd, tcp, hedge, deadline, limits)
 	out <- result{u: u, reply: reply, err: err}
 	conn.Close() // after delivering: closing is not on the client's path
 }
 
-func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, start, deadline time.Time, limits config.LimitsConfig) ([]byte, error) {
+func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, hedge time.Duration, deadline time.Time, limits config.LimitsConfig) ([]byte, error) {
 	var err error
 	// The upstream gets the client's query byte for byte but for a fresh
 	// random ID (RFC 5452), framed when it goes over TCP.
@@ -139,7 +139,8 @@ func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q [
 	st.register(conn)
 
 	var stall atomic.Int32
-	stallTimer := time.AfterFunc(time.Until(start.Add(f.Hedge)), func() {
+	sent := time.Now()
+	stallTimer := time.AfterFunc(hedge, func() {
 		if stall.CompareAndSwap(stallNone, stallCounted) {
 			u.Stalls.Add(1)
 		}
@@ -181,7 +182,7 @@ func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q [
 		}
 		if isGoodRcode(rcode(msg)) {
 			u.Successes.Add(1)
-			u.Latency.Observe(time.Since(start))
+			u.Latency.Observe(time.Since(sent))
 		} else {
 			u.Failures.Add(1)
 		}

@@ -20,10 +20,13 @@ type Forwarder struct {
 	log   zerolog.Logger
 	Stats *Stats
 
-	// Hedge is how long the race waits for a first reply before it starts
-	// one more upstream (when the route has one left). Silent upstreams are
-	// the failure Spartan exists for: without a hedge, a query whose two
-	// chosen upstreams both went silent would wait for upstream_timeout.
+	// Hedge is the longest the race waits for a first reply before it
+	// starts one more upstream (when the route has one left), and after
+	// which a silent upstream counts a stall. Silent upstreams are the
+	// failure Spartan exists for: without a hedge, a query whose two chosen
+	// upstreams both went silent would wait for upstream_timeout. Routes
+	// whose upstreams are known to answer faster use a shorter delay
+	// (config's route hedge, from recent latencies; see hedgeFor).
 	Hedge time.Duration
 	// LoserGrace bounds how long losers of a won race are still read for
 	// health accounting.
@@ -127,6 +130,16 @@ func (f *Forwarder) classify(q []byte) plan {
 		return plan{reply: errorReply(q, qEnd, rcodeServFail)}
 	}
 	return plan{snap: snap, kind: kind, route: route, qEnd: qEnd}
+}
+
+// hedgeFor returns the hedge delay for a query on r: the route's estimate
+// from its upstreams' recent latencies, capped at f.Hedge, which is also
+// the delay while there is no estimate.
+func (f *Forwarder) hedgeFor(r *config.Route) time.Duration {
+	if h := r.Hedge(); h > 0 && h < f.Hedge {
+		return h
+	}
+	return f.Hedge
 }
 
 // Route returns the upstream route for a lower-case FQDN that is not in a

@@ -45,12 +45,13 @@ type Loop struct {
 	free   []int32
 	active int
 
-	// Timer queues. Every entry of one queue has the same delay from the
-	// time it was pushed, so each queue is in time order: a FIFO instead of
-	// a heap. (If upstream_timeout is lowered at run time, an expiry may
-	// fire late by at most the difference, never early.)
-	stallQ  timerQueue // per attempt: no reply by its send time + Hedge
-	expireQ timerQueue // per query still in flight at +Hedge: upstream_timeout after it arrived
+	// Timers. Stall timers have each route's own hedge delay, which
+	// changes over time: a heap. The entries of the other two queues have
+	// (nearly) one delay, so each is in time order: a FIFO. (An expiry may
+	// fire late, by the difference between two routes' hedge delays or when
+	// upstream_timeout is lowered at run time; never early.)
+	stallQ  timerHeap  // per attempt: no reply by its send time + the hedge delay
+	expireQ timerQueue // per query still in flight at its first stall timer: upstream_timeout after it came
 	graceQ  timerQueue // per answered query: stop reading its losers
 
 	buf    []byte // scratch for one datagram, client query or upstream reply
@@ -240,7 +241,10 @@ func (l *Loop) shutdown() {
 // nextTimer is when the earliest timer is due; zero when none is set.
 func (l *Loop) nextTimer() time.Time {
 	next, ok := int64(0), false
-	for _, q := range [...]*timerQueue{&l.stallQ, &l.expireQ, &l.graceQ} {
+	if w, set := l.stallQ.peek(); set {
+		next, ok = w, true
+	}
+	for _, q := range [...]*timerQueue{&l.expireQ, &l.graceQ} {
 		if w, set := q.peek(); set && (!ok || w < next) {
 			next, ok = w, true
 		}
@@ -288,6 +292,54 @@ type timerEntry struct {
 	slot    int32
 	gen     uint32
 	attempt int8
+}
+
+// timerHeap is a min-heap of timers by when.
+type timerHeap struct{ h []timerEntry }
+
+func (t *timerHeap) push(e timerEntry) {
+	t.h = append(t.h, e)
+	for i := len(t.h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if t.h[p].when <= t.h[i].when {
+			break
+		}
+		t.h[p], t.h[i] = t.h[i], t.h[p]
+		i = p
+	}
+}
+
+func (t *timerHeap) peek() (int64, bool) {
+	if len(t.h) == 0 {
+		return 0, false
+	}
+	return t.h[0].when, true
+}
+
+// pop returns the earliest entry if it is due at now.
+func (t *timerHeap) pop(now int64) (timerEntry, bool) {
+	if len(t.h) == 0 || t.h[0].when > now {
+		return timerEntry{}, false
+	}
+	e := t.h[0]
+	n := len(t.h) - 1
+	t.h[0] = t.h[n]
+	t.h = t.h[:n]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if c+1 < n && t.h[c+1].when < t.h[c].when {
+			c++
+		}
+		if t.h[i].when <= t.h[c].when {
+			break
+		}
+		t.h[i], t.h[c] = t.h[c], t.h[i]
+		i = c
+	}
+	return e, true
 }
 
 type timerQueue struct {

@@ -25,6 +25,7 @@ type loopQuery struct {
 	udpMax   int
 	start    int64
 	timeout  int64 // upstream_timeout when the query came
+	hedge    int64 // the route's hedge delay when the query came
 
 	rules raceRules
 	att   [maxAttempts]loopAttempt
@@ -39,13 +40,14 @@ type loopAttempt struct {
 	sock  int32 // index in the loop's socket pool; -1 once settled
 	id    uint16
 	state attemptState
+	sent  int64 // loop clock
 }
 
 type attemptState uint8
 
 const (
 	attemptPending attemptState = iota // sent, no reply yet
-	attemptStalled                     // no reply by its send time + Hedge: a stall was counted
+	attemptStalled                     // no reply by its send time + the hedge delay: a stall was counted
 	attemptDone                        // replied or failed
 )
 
@@ -114,8 +116,8 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 	q.udpMax = p.snap.Config.Limits.UDPPayloadMax
 	q.rules.reset(p.route.Upstreams)
 	now := l.now()
-	q.start, q.timeout = now, int64(p.snap.Config.UpstreamTimeout)
-	if q.timeout <= int64(l.f.Hedge) {
+	q.start, q.timeout, q.hedge = now, int64(p.snap.Config.UpstreamTimeout), int64(l.f.hedgeFor(p.route))
+	if q.timeout <= q.hedge {
 		l.expireQ.push(timerEntry{when: now + q.timeout, slot: s, gen: q.gen})
 	} // else set by the first stall timer, for the few queries still in flight then
 	l.launch(s, 2, now)
@@ -147,7 +149,8 @@ func (l *Loop) launch(s int32, n int, now int64) {
 				failed++
 				continue
 			}
-			l.stallQ.push(timerEntry{when: now + int64(l.f.Hedge), slot: s, gen: q.gen, attempt: int8(k)})
+			a.sent = now
+			l.stallQ.push(timerEntry{when: now + q.hedge, slot: s, gen: q.gen, attempt: int8(k)})
 		}
 		for ; failed > 0; failed-- {
 			_, more := q.rules.settle(nil)
@@ -233,7 +236,7 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	good := isGoodRcode(rcode(msg))
 	if good {
 		a.u.Successes.Add(1)
-		a.u.Latency.Observe(time.Duration(now - q.start))
+		a.u.Latency.Observe(time.Duration(now - a.sent))
 	} else {
 		a.u.Failures.Add(1)
 	}
@@ -317,14 +320,14 @@ func (l *Loop) fireTimers(now int64) {
 			a.state = attemptStalled
 			a.u.Stalls.Add(1)
 		}
-		// The first stall timer of a query comes at its start + Hedge.
+		// The first stall timer of a query comes at its start + hedge delay.
 		// Most queries are over by then: only now does a query get its
 		// expiry timer, which keeps the expiry queue at the queries still
-		// in flight after Hedge rather than all of upstream_timeout's.
+		// in flight after the hedge delay rather than all of upstream_timeout's.
 		// And if nothing has won yet, start one more upstream.
 		if !q.hedged {
 			q.hedged = true
-			if q.timeout > int64(l.f.Hedge) {
+			if q.timeout > q.hedge {
 				l.expireQ.push(timerEntry{when: q.start + q.timeout, slot: e.slot, gen: q.gen})
 			}
 			if !q.decided {

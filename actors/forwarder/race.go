@@ -15,6 +15,7 @@ import (
 func (f *Forwarder) race(snap *config.Snapshot, route *config.Route, q []byte, qEnd int, tcp bool) ([]byte, Outcome) {
 	start := time.Now()
 	timeout := snap.Config.UpstreamTimeout
+	hedgeDelay := f.hedgeFor(route)
 	deadline := start.Add(timeout)
 	var rules raceRules
 	rules.reset(route.Upstreams)
@@ -28,12 +29,12 @@ func (f *Forwarder) race(snap *config.Snapshot, route *config.Route, q []byte, q
 			if i < 0 {
 				return
 			}
-			go f.exchange(st, rules.ups[i], q, qEnd, tcp, start, deadline, snap.Config.Limits, out)
+			go f.exchange(st, rules.ups[i], q, qEnd, tcp, hedgeDelay, deadline, snap.Config.Limits, out)
 		}
 	}
 	launch(2)
 
-	hedge := time.NewTimer(f.Hedge)
+	hedge := time.NewTimer(hedgeDelay)
 	defer hedge.Stop()
 	expire := time.NewTimer(timeout)
 	defer expire.Stop()

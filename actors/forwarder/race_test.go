@@ -505,3 +505,38 @@ func testFreshPortPerUpstreamQuery(t *testing.T, handle handleFunc) {
 		t.Errorf("%d distinct source ports over %d upstream queries", len(ports), 2*n)
 	}
 }
+
+func TestHedgeDelayFollowsRouteLatency(t *testing.T) {
+	bothEngines(t, testHedgeDelayFollowsRouteLatency)
+}
+
+// A route whose upstreams are known to answer in well under a millisecond
+// hedges after a few milliseconds, not after the ceiling: a query whose two
+// chosen upstreams just died is answered by the third almost at once.
+func testHedgeDelayFollowsRouteLatency(t *testing.T, handle handleFunc) {
+	s1 := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
+	s2 := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
+	good := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.5.5.6"))
+	f, actor, store := setup(t, 5*time.Second, s1, s2, good)
+	f.Hedge = 2 * time.Second // the ceiling, and the delay without an estimate
+	route := store.Load().Default
+	route.Upstreams[2].Failures.Add(1) // chosen last
+	for range 50 {
+		route.Upstreams[2].Latency.Observe(300 * time.Microsecond) // the replies so far
+	}
+	actor.UpdateHealth()
+	if h := route.Hedge(); h <= 0 || h > 10*time.Millisecond {
+		t.Fatalf("route hedge %v after fast replies", h)
+	}
+	_, qb := query(t, "hedge-fast.example.", dns.TypeA)
+	start := time.Now()
+	if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("rcode %d", r.Rcode)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("answered after %v: the hedge waited for the ceiling, not the route's delay", d)
+	}
+	if s1.Count() != 1 || s2.Count() != 1 || good.Count() != 1 {
+		t.Errorf("queries seen: %d %d %d, want 1 each", s1.Count(), s2.Count(), good.Count())
+	}
+}

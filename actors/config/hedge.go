@@ -1,0 +1,67 @@
+package config
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// The hedge delay of a route: how long a query waits for a first reply
+// before it starts one more upstream, and after which a silent upstream
+// counts a stall. A fixed delay has to fit the slowest upstreams a node may
+// use (40 ms); for a route whose upstreams answer in a millisecond that is
+// forty times longer than a reply ever takes, and it is exactly the wait a
+// query pays when both of its chosen upstreams have just died. So the
+// config actor derives each route's delay from its upstreams' recent reply
+// latencies: a multiple of their p99, within bounds. The forwarder caps it
+// at its own maximum and uses that maximum while a route has no estimate.
+const (
+	latencyHalfLife = 10 * time.Second // how fast old latencies fade
+	hedgeMinSamples = 20               // fewer recent replies: no estimate
+	hedgeFactor     = 4                // the delay is hedgeFactor × p99
+	hedgeFloor      = 2 * time.Millisecond
+)
+
+// routeHedge holds a route's current hedge delay in ns; 0: no estimate.
+type routeHedge struct{ ns atomic.Int64 }
+
+// Hedge returns the route's hedge delay, or 0 while there is no estimate.
+func (r *Route) Hedge() time.Duration { return time.Duration(r.hedge.ns.Load()) }
+
+// foldLatency adds the replies observed since the last call to u's recent
+// latency histogram, after decaying it by dt. Only the config actor calls it.
+func (u *Upstream) foldLatency(dt time.Duration) {
+	decay := math.Exp2(-dt.Seconds() / latencyHalfLife.Seconds())
+	for i := range u.recent {
+		n := u.Latency.Buckets[i].Load()
+		u.recent[i] = u.recent[i]*decay + float64(n-u.seenLatency[i])
+		u.seenLatency[i] = n
+	}
+}
+
+// updateHedge recomputes r's hedge delay from its upstreams' recent
+// latencies. Only the config actor calls it, after foldLatency.
+func (r *Route) updateHedge() {
+	var pooled [len(LatencyBuckets) + 1]float64
+	total := 0.0
+	for _, u := range r.Upstreams {
+		for i, n := range u.recent {
+			pooled[i] += n
+			total += n
+		}
+	}
+	if total < hedgeMinSamples {
+		r.hedge.ns.Store(0)
+		return
+	}
+	cum := 0.0
+	for i, n := range pooled[:len(LatencyBuckets)] {
+		cum += n
+		if cum >= 0.99*total {
+			d := time.Duration(hedgeFactor * LatencyBuckets[i] * float64(time.Second))
+			r.hedge.ns.Store(int64(max(d, hedgeFloor)))
+			return
+		}
+	}
+	r.hedge.ns.Store(0) // p99 beyond the last bucket: as good as no estimate
+}
