@@ -15,11 +15,16 @@ import (
 // config actor derives each route's delay from its upstreams' recent reply
 // latencies: a multiple of their p99, within bounds. The forwarder caps it
 // at its own maximum and uses that maximum while a route has no estimate.
+//
+// The floor is 10 ms, not less: on a loaded node, scheduling delays of a
+// few milliseconds are routine, and a hedge below them would mostly add
+// upstream queries and count stalls against healthy upstreams. 10 ms still
+// cuts the wait behind two dead upstreams by four.
 const (
 	latencyHalfLife = 10 * time.Second // how fast old latencies fade
 	hedgeMinSamples = 20               // fewer recent replies: no estimate
 	hedgeFactor     = 4                // the delay is hedgeFactor × p99
-	hedgeFloor      = 2 * time.Millisecond
+	hedgeFloor      = 10 * time.Millisecond
 )
 
 // routeHedge holds a route's current hedge delay in ns; 0: no estimate.

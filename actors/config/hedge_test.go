@@ -34,26 +34,27 @@ func TestRouteHedgeFollowsRecentLatency(t *testing.T) {
 	}
 	// Replies from either upstream count: a route is as fast as its
 	// upstreams answer, whichever they are.
-	observe(ups[1], 300*time.Microsecond, 200)
+	observe(ups[1], 4*time.Millisecond, 200)
 	tick()
-	if h, want := route.Hedge(), hedgeFactor*500*time.Microsecond; h != want {
-		t.Fatalf("hedge %v for replies in the 0.5 ms bucket, want %v", h, want)
+	if h, want := route.Hedge(), hedgeFactor*5*time.Millisecond; h != want {
+		t.Fatalf("hedge %v for replies in the 5 ms bucket, want %v", h, want)
 	}
-	// Slower replies (about 4% of them, in the 10 ms bucket) raise it at once.
+	// Slower replies (about 4% of them, in the 10 ms bucket) raise it at
+	// once, to the 40 ms the forwarder caps it at anyway.
 	observe(ups[0], 8*time.Millisecond, 10)
 	tick()
 	if h, want := route.Hedge(), hedgeFactor*10*time.Millisecond; h != want {
 		t.Fatalf("hedge %v with 4%% of replies near 8 ms, want %v", h, want)
 	}
-	// Old latencies fade (10 s half-life): a minute later, with fresh fast
-	// replies only, the estimate is back down and floored.
-	for range 600 {
+	// Old latencies fade (10 s half-life): two minutes later, with fresh
+	// fast replies only, the estimate is back down and floored.
+	for range 1200 {
 		tick()
 	}
 	observe(ups[0], 50*time.Microsecond, 100)
 	tick()
 	if h := route.Hedge(); h != hedgeFloor {
-		t.Fatalf("hedge %v after a minute of fast replies, want the %v floor", h, hedgeFloor)
+		t.Fatalf("hedge %v after two minutes of fast replies, want the %v floor", h, hedgeFloor)
 	}
 	// Without replies at all the estimate goes away.
 	for range 1200 {
