@@ -14,11 +14,6 @@ import (
 // runtime's sysmon never sees the loop's thread "in a system call" and
 // hands its P to another thread.
 
-// EAGAIN is the errno of a non-blocking read with nothing to read.
-const EAGAIN = unix.EAGAIN
-
-const sizeofSockaddrInet6 = unix.SizeofSockaddrInet6
-
 // openUDP opens a non-blocking UDP socket, IPv4 (fam 0) or IPv6 (fam 1).
 func openUDP(fam int) (int, error) {
 	domain := unix.AF_INET

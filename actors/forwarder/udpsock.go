@@ -25,9 +25,6 @@ func NewSocket(fd int) *Socket {
 	return s
 }
 
-// FD returns the socket's descriptor, valid while a reference is held.
-func (s *Socket) FD() int { return s.fd }
-
 // tryAcquire takes a reference unless the socket is already closed.
 func (s *Socket) tryAcquire() bool {
 	for {
@@ -111,26 +108,8 @@ func (sa *sockaddr) set(ap netip.AddrPort) {
 	sa.len = unix.SizeofSockaddrInet6
 }
 
-// addrPort decodes the address (IPv4-mapped addresses unmapped).
-func (sa *sockaddr) addrPort() netip.AddrPort {
-	switch sa.raw.Addr.Family {
-	case unix.AF_INET:
-		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa.raw))
-		return netip.AddrPortFrom(netip.AddrFrom4(p.Addr), getPort(&p.Port))
-	case unix.AF_INET6:
-		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa.raw))
-		return netip.AddrPortFrom(netip.AddrFrom16(p.Addr).Unmap(), getPort(&p.Port))
-	}
-	return netip.AddrPort{}
-}
-
-// Ports are in network byte order in the raw structs.
+// putPort stores port in network byte order, as the raw structs hold it.
 func putPort(p *uint16, port uint16) {
 	b := (*[2]byte)(unsafe.Pointer(p))
 	b[0], b[1] = byte(port>>8), byte(port)
-}
-
-func getPort(p *uint16) uint16 {
-	b := (*[2]byte)(unsafe.Pointer(p))
-	return uint16(b[0])<<8 | uint16(b[1])
 }

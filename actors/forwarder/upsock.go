@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The loop's upstream sockets are recycled, and a recycled socket still
@@ -53,7 +55,7 @@ func (l *Loop) dial(ap netip.AddrPort, s int32, k int) (int32, error) {
 	var sa sockaddr
 	sa.set(ap)
 	fam := 0
-	if sa.len == sizeofSockaddrInet6 {
+	if sa.raw.Addr.Family == unix.AF_INET6 {
 		fam = 1
 	}
 	p := &l.up
@@ -113,7 +115,7 @@ func (l *Loop) hangUp(i int32, replied bool) {
 		if replied {
 			break
 		}
-		if _, errno := rawRecv(u.fd, l.buf); errno == EAGAIN {
+		if _, errno := rawRecv(u.fd, l.buf); errno == unix.EAGAIN {
 			break
 		}
 	}
