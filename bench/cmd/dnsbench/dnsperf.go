@@ -17,6 +17,7 @@ type perfResult struct {
 	qps                   float64
 	avgLatency            float64 // seconds
 	noerror               int64
+	cpu                   float64 // dnsperf's own CPU seconds (utime+stime)
 }
 
 // dnsperfArgs is the closed-loop load: clients sockets with at most
@@ -32,11 +33,13 @@ func dnsperfArgs(addr, queryFile string, clients, outstanding int, dur time.Dura
 func runDNSPerf(ctx context.Context, argv []string, limit time.Duration) (perfResult, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return perfResult{}, string(out), fmt.Errorf("dnsperf: %w", err)
 	}
 	r, err := parseDNSPerf(string(out))
+	r.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	return r, string(out), err
 }
 

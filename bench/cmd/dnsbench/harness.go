@@ -114,18 +114,7 @@ func (h *harness) runAll(ctx context.Context) error {
 func (h *harness) measure(ctx context.Context, sc *scenario, r *row) (sample, error) {
 	if r.argv == nil {
 		// The direct row: the first upstream answers; CPU is NSD's own.
-		pgids := h.ups.pgids()
-		t := &target{addr: r.addr(h.env), cpu: func() (float64, error) {
-			var sum float64
-			for _, g := range pgids {
-				c, err := groupCPU(g)
-				if err != nil {
-					return 0, err
-				}
-				sum += c
-			}
-			return sum, nil
-		}}
+		t := &target{addr: r.addr(h.env), cpu: h.ups.cpu}
 		return sc.run(ctx, h, t)
 	}
 	f, err := startRow(h.env, r)

@@ -89,3 +89,19 @@ func TestParseFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestParseCPULine(t *testing.T) {
+	// user nice system idle iowait irq softirq steal guest guest_nice, in ticks.
+	c, err := parseCPULine("cpu  1000 50 400 8000 100 20 30 7 0 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (cpuTimes{busy: 15, idle: 81, steal: 0.07}); c != want {
+		t.Fatalf("got %+v, want %+v", c, want)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8", "cpu 1 2 3", "cpu 1 2 x 4 5 6 7 8"} {
+		if _, err := parseCPULine(bad); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+}

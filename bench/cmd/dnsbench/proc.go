@@ -152,6 +152,36 @@ func groupCPU(pgid int) (float64, error) {
 	return float64(ticks) / clockTicks, nil
 }
 
+// cpuTimes is the first line of /proc/stat, in seconds summed over all
+// CPUs: busy (user, nice, system, irq, softirq), idle (idle, iowait), and
+// stolen by the hypervisor.
+type cpuTimes struct{ busy, idle, steal float64 }
+
+func machineCPU() (cpuTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseCPULine(line)
+}
+
+func parseCPULine(line string) (cpuTimes, error) {
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var v [8]float64 // user nice system idle iowait irq softirq steal
+	for i := range v {
+		n, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			return cpuTimes{}, fmt.Errorf("/proc/stat: %w", err)
+		}
+		v[i] = float64(n) / clockTicks
+	}
+	return cpuTimes{busy: v[0] + v[1] + v[2] + v[5] + v[6], idle: v[3] + v[4], steal: v[7]}, nil
+}
+
 // clockTicks is USER_HZ, 100 on every Linux ABI Go supports.
 const clockTicks = 100
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -46,7 +47,10 @@ func scenarios() []*scenario {
 	return []*scenario{
 		{id: 1, name: "saturation (dnsperf closed loop)", kinds: all3, headline: "qps", run: runSaturation,
 			metrics: []metric{{"qps", "QPS", "n"}, {"noerror_pct", "NOERROR %", "%"}, {"lost_pct", "lost %", "%"}, {"avg_ms", "avg latency ms", "ms"},
-				{"cpu_us", "CPU µs/query", "µs"}, {"rss_idle", "RSS idle MiB", "MiB"}, {"rss_sat", "RSS at saturation MiB", "MiB"}}},
+				{"cpu_us", "CPU µs/query", "µs"}, {"rss_idle", "RSS idle MiB", "MiB"}, {"rss_sat", "RSS at saturation MiB", "MiB"},
+				{"up_us", "upstreams' CPU µs/query", "µs"}, {"gen_us", "dnsperf's CPU µs/query", "µs"},
+				{"machine_us", "machine CPU µs/query", "µs"}, {"idle_pct", "machine idle %", "%"},
+				{"ceiling", "QPS ceiling (row's own CPU at 0)", "n"}}},
 		{id: 2, name: "fixed rate, all upstreams up", kinds: all3, headline: "p99", run: runFixed,
 			metrics: []metric{{"ok_pct", "answered %", "%"}, {"p50", "p50 ms", "ms"}, {"p90", "p90 ms", "ms"},
 				{"p99", "p99 ms", "ms"}, {"p999", "p99.9 ms", "ms"}}},
@@ -91,6 +95,14 @@ func runSaturation(ctx context.Context, h *harness, t *target) (sample, error) {
 	if err != nil {
 		return nil, err
 	}
+	up0, err := h.ups.cpu()
+	if err != nil {
+		return nil, err
+	}
+	m0, err := machineCPU()
+	if err != nil {
+		return nil, err
+	}
 	o := h.opts
 	argv := dnsperfArgs(t.addr, h.queryFile, o.satClients, o.satOutstanding, o.satDur)
 	h.noteCommand("saturation", argv)
@@ -104,15 +116,45 @@ func runSaturation(ctx context.Context, h *harness, t *target) (sample, error) {
 	if err != nil {
 		return nil, err
 	}
+	up1, err := h.ups.cpu()
+	if err != nil {
+		return nil, err
+	}
+	m1, err := machineCPU()
+	if err != nil {
+		return nil, err
+	}
 	s["qps"] = res.qps
 	s["avg_ms"] = res.avgLatency * 1e3
 	s["lost_pct"] = pct(res.lost, res.sent)
 	// A forwarder answering SERVFAIL fast would look fast: show how many
 	// answers were real ones.
 	s["noerror_pct"] = pct(res.noerror, res.sent)
-	s["cpu_us"] = math.NaN()
-	if res.completed > 0 {
-		s["cpu_us"] = (cpu1 - cpu0) / float64(res.completed) * 1e6
+	// Where the machine's CPU went, per answered query: the row itself, the
+	// upstreams, the load generator, and everything together (kernel
+	// softirq work included). With the machine idle % this shows how far
+	// the row is from the machine's own ceiling (saturationCeiling).
+	perQuery := func(sec float64) float64 {
+		if res.completed == 0 {
+			return math.NaN()
+		}
+		return sec / float64(res.completed) * 1e6
+	}
+	s["cpu_us"] = perQuery(cpu1 - cpu0)
+	s["up_us"] = perQuery(up1 - up0)
+	s["gen_us"] = perQuery(res.cpu)
+	s["machine_us"] = perQuery(m1.busy - m0.busy)
+	// The ceiling: what the machine could answer if the row itself used no
+	// CPU at all, with the upstreams and dnsperf costing what they cost
+	// behind this row (a row that sends two upstream queries per query
+	// makes the upstreams work twice).
+	s["ceiling"] = math.NaN()
+	if others := s["up_us"] + s["gen_us"]; others > 0 {
+		s["ceiling"] = float64(runtime.NumCPU()) * 1e6 / others
+	}
+	s["idle_pct"] = math.NaN()
+	if all := (m1.busy + m1.idle + m1.steal) - (m0.busy + m0.idle + m0.steal); all > 0 {
+		s["idle_pct"] = (m1.idle - m0.idle) / all * 100
 	}
 	if peak > 0 {
 		s["rss_sat"] = float64(peak) / 1024

@@ -77,13 +77,18 @@ func (u *upstreams) reconcile(kinds []upKind) error {
 // nsd returns the NSD process of upstream ip, or nil.
 func (u *upstreams) nsd(ip string) *proc { return u.nsds[ip] }
 
-// pgids lists the process groups of the running NSDs (the direct row's CPU).
-func (u *upstreams) pgids() []int {
-	var out []int
+// cpu is the CPU seconds (utime+stime) the running NSDs have used so far:
+// the direct row's CPU, and in saturation runs the upstreams' share.
+func (u *upstreams) cpu() (float64, error) {
+	var sum float64
 	for _, p := range u.nsds {
-		out = append(out, p.pid())
+		c, err := groupCPU(p.pid())
+		if err != nil {
+			return 0, err
+		}
+		sum += c
 	}
-	return out
+	return sum, nil
 }
 
 func (u *upstreams) close() {

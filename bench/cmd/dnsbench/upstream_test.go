@@ -65,13 +65,11 @@ func TestUpstreamsReconcile(t *testing.T) {
 			}
 		}
 	}
-	if len(u.pgids()) != 2 {
-		t.Errorf("want 2 NSD groups, got %v", u.pgids())
+	if len(u.nsds) != 2 {
+		t.Errorf("want 2 NSDs running, got %d", len(u.nsds))
 	}
-	for _, g := range u.pgids() {
-		if _, err := groupCPU(g); err != nil {
-			t.Errorf("NSD CPU not readable: %v", err)
-		}
+	if _, err := u.cpu(); err != nil {
+		t.Errorf("NSD CPU not readable: %v", err)
 	}
 	u.close()
 	regMu.Lock()
