@@ -231,7 +231,6 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 		a.u.LateReplies.Add(1) // it answered after all: take the stall back
 	}
 	a.state = attemptDone
-	l.hangUpAttempt(a, true) // true: reads nothing, msg (in l.buf) stays valid
 	now := l.now()
 	good := isGoodRcode(rcode(msg))
 	if good {
@@ -241,6 +240,7 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 		a.u.Failures.Add(1)
 	}
 	if q.decided {
+		l.hangUpAttempt(a, true)
 		l.freeIfQuiet(s)
 		return
 	}
@@ -249,10 +249,15 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	}
 	win, more := q.rules.settle(msg)
 	if win != nil {
+		// The client first: giving the socket back is a system call that
+		// need not delay the reply.
 		setID(win, q.clientID)
-		l.decide(s, win, OutcomeUpstream, now)
+		l.answer(s, win, OutcomeUpstream)
+		l.hangUpAttempt(a, true) // true: nothing to read, the reply was read
+		l.freeOrGrace(s, now)
 		return
 	}
+	l.hangUpAttempt(a, true)
 	l.launch(s, more, now)
 }
 
@@ -285,17 +290,24 @@ func (l *Loop) finish(s int32) {
 	q := &l.slots[s]
 	setID(q.q, q.clientID)
 	reply, outcome := q.rules.final(q.q, q.qEnd)
-	l.decide(s, reply, outcome, l.now())
+	l.answer(s, reply, outcome)
+	l.freeOrGrace(s, l.now())
 }
 
-// decide sends the client its reply. Losers are still read, for health,
-// until LoserGrace or upstream_timeout, whichever comes first.
-func (l *Loop) decide(s int32, reply []byte, outcome Outcome, now int64) {
+// answer sends the client its reply.
+func (l *Loop) answer(s int32, reply []byte, outcome Outcome) {
 	q := &l.slots[s]
 	l.send(reply, &q.client)
 	l.f.Stats.count(q.kind, outcome)
 	l.f.End()
 	q.decided = true
+}
+
+// freeOrGrace ends an answered query, or keeps it while its losers are
+// still out: they are read, for health, until LoserGrace or
+// upstream_timeout, whichever comes first.
+func (l *Loop) freeOrGrace(s int32, now int64) {
+	q := &l.slots[s]
 	if q.outstanding() == 0 {
 		l.freeQuery(s)
 		return
