@@ -238,8 +238,11 @@ func (l *Loop) shutdown() {
 	l.closeFDs()
 }
 
-// nextTimer is when the earliest timer is due; zero when none is set.
+// nextTimer is when the earliest timer is due; zero when none is set. It
+// first drops the timers that would do nothing (dropIdleTimers), so that
+// only a timer with work to do can wake the loop.
 func (l *Loop) nextTimer() time.Time {
+	l.dropIdleTimers()
 	next, ok := int64(0), false
 	if w, set := l.stallQ.peek(); set {
 		next, ok = w, true
@@ -309,6 +312,14 @@ func (t *timerHeap) push(e timerEntry) {
 	}
 }
 
+// first is the earliest entry, due or not.
+func (t *timerHeap) first() (timerEntry, bool) {
+	if len(t.h) == 0 {
+		return timerEntry{}, false
+	}
+	return t.h[0], true
+}
+
 func (t *timerHeap) peek() (int64, bool) {
 	if len(t.h) == 0 {
 		return 0, false
@@ -348,6 +359,14 @@ type timerQueue struct {
 }
 
 func (t *timerQueue) push(e timerEntry) { t.q = append(t.q, e) }
+
+// first is the first entry, due or not.
+func (t *timerQueue) first() (timerEntry, bool) {
+	if t.head == len(t.q) {
+		return timerEntry{}, false
+	}
+	return t.q[t.head], true
+}
 
 func (t *timerQueue) peek() (int64, bool) {
 	if t.head == len(t.q) {

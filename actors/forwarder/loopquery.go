@@ -321,13 +321,47 @@ func (l *Loop) freeIfQuiet(s int32) {
 	}
 }
 
+// dropIdleTimers removes, from the front of each timer queue, the timers
+// that would do nothing if they fired: those of queries that have ended,
+// and the stall timers of attempts that have settled once their query has
+// hedged. Most queries end within a millisecond, long before their timers
+// are due (a stall timer at the hedge delay, a grace timer a second after
+// the answer); without this each such timer would still wake the loop, for
+// nothing, two or three times per query.
+func (l *Loop) dropIdleTimers() {
+	for e, ok := l.stallQ.first(); ok && !l.stallHasWork(e); e, ok = l.stallQ.first() {
+		l.stallQ.pop(e.when)
+	}
+	for _, t := range [...]*timerQueue{&l.expireQ, &l.graceQ} {
+		for e, ok := t.first(); ok && !l.queryLive(e); e, ok = t.first() {
+			t.pop(e.when)
+		}
+	}
+}
+
+// queryLive says whether the query timer e was set for is still in flight.
+func (l *Loop) queryLive(e timerEntry) bool {
+	q := &l.slots[e.slot]
+	return q.inUse && q.gen == e.gen
+}
+
+// stallHasWork says whether stall timer e would do anything when it fires
+// (see fireTimers): count a stall, or be its query's first stall timer.
+func (l *Loop) stallHasWork(e timerEntry) bool {
+	if !l.queryLive(e) {
+		return false
+	}
+	q := &l.slots[e.slot]
+	return !q.hedged || q.att[e.attempt].state == attemptPending
+}
+
 // fireTimers runs every timer due at now.
 func (l *Loop) fireTimers(now int64) {
 	for e, ok := l.stallQ.pop(now); ok; e, ok = l.stallQ.pop(now) {
-		q := &l.slots[e.slot]
-		if !q.inUse || q.gen != e.gen {
+		if !l.stallHasWork(e) {
 			continue
 		}
+		q := &l.slots[e.slot]
 		if a := &q.att[e.attempt]; a.state == attemptPending {
 			a.state = attemptStalled
 			a.u.Stalls.Add(1)
@@ -348,10 +382,10 @@ func (l *Loop) fireTimers(now int64) {
 		}
 	}
 	for e, ok := l.expireQ.pop(now); ok; e, ok = l.expireQ.pop(now) {
-		q := &l.slots[e.slot]
-		if !q.inUse || q.gen != e.gen {
+		if !l.queryLive(e) {
 			continue
 		}
+		q := &l.slots[e.slot]
 		// upstream_timeout: whatever is still out has failed, unless it
 		// already counted a stall, which stands.
 		for k := range q.natt {
@@ -367,8 +401,7 @@ func (l *Loop) fireTimers(now int64) {
 		}
 	}
 	for e, ok := l.graceQ.pop(now); ok; e, ok = l.graceQ.pop(now) {
-		q := &l.slots[e.slot]
-		if q.inUse && q.gen == e.gen {
+		if l.queryLive(e) {
 			l.freeQuery(e.slot) // losers we stopped waiting for: their stalls stand
 		}
 	}

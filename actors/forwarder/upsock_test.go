@@ -81,21 +81,7 @@ func TestLoopRecyclesUpstreamSockets(t *testing.T) {
 // Idle sockets are trimmed to what the last period needed at its busiest:
 // a burst's sockets are kept one period, then closed.
 func TestLoopTrimsIdleSockets(t *testing.T) {
-	cfg := config.Default()
-	f := New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := NewSocket(fd)
-	defer sock.Release()
-	var reply ReplyPath
-	l, err := f.NewLoop(sock, &reply) // never run: the test drives it
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.shutdown()
-
+	l := drivenLoop(t)
 	up := netip.MustParseAddrPort("127.0.0.1:9") // connect only; nothing is sent
 	s := l.alloc()
 	var fds []int
@@ -136,4 +122,23 @@ func TestLoopTrimsIdleSockets(t *testing.T) {
 	if got := open(); got != 1 || len(l.up.idle[0]) != 0 || l.up.trimAt != 0 {
 		t.Fatalf("after the second trim: %d open, %d idle, trim at %d; want 1, 0, none", got, len(l.up.idle[0]), l.up.trimAt)
 	}
+}
+
+// drivenLoop returns a loop that never runs: the test drives it by hand.
+func drivenLoop(t *testing.T) *Loop {
+	t.Helper()
+	f := New(config.NewStore(config.Default(), config.NewRegistry()), zerolog.Nop())
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := NewSocket(fd)
+	t.Cleanup(sock.Release)
+	var reply ReplyPath
+	l, err := f.NewLoop(sock, &reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.shutdown)
+	return l
 }
