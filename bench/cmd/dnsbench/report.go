@@ -59,6 +59,8 @@ func (h *harness) writeSetup(b *strings.Builder) {
 	for _, r := range allRows {
 		if reason, ok := h.missing[r.name]; ok {
 			fmt.Fprintf(b, "  - `%s`: **%s**\n", r.name, reason)
+		} else if r.single && slices.Contains(h.rows, r) {
+			fmt.Fprintf(b, "  - `%s` forwards to %s only: no race, for comparison with the row that races two upstreams.\n", r.name, h.env.upstreams[0])
 		}
 	}
 	fmt.Fprintf(b, "- Rounds: %d, row order rotated each round; figures are medians over rounds; "+

@@ -30,6 +30,8 @@ type row struct {
 	// argv returns the command line after writing any config file it needs.
 	// nil for the direct row, which queries the first upstream itself.
 	argv func(e *rowEnv, r *row) ([]string, error)
+	// single: the row forwards to the first upstream only.
+	single bool
 }
 
 func (r *row) addr(e *rowEnv) string {
@@ -46,15 +48,27 @@ var allRows = []*row{
 	{name: "coredns", ip: "127.0.2.2", check: func(e *rowEnv) error { return fileExec(e.corednsBin) }, argv: corednsArgv},
 	{name: "dnsdist", ip: "127.0.2.3", check: func(*rowEnv) error { return onPath("dnsdist") }, argv: dnsdistArgv},
 	{name: "dnsmasq", ip: "127.0.2.4", check: func(*rowEnv) error { return onPath("dnsmasq") }, argv: dnsmasqArgv},
+	// Not in the default rows: Spartan with the first upstream only, so no
+	// race. Beside the spartan row it shows what racing two upstreams costs
+	// when the upstreams share the machine's cores (bench/README.md).
+	{name: "spartan-1up", ip: "127.0.2.5", check: func(e *rowEnv) error { return fileExec(e.spartanBin) }, argv: spartanArgv, single: true},
+}
+
+// upstreams is what the row forwards to.
+func (r *row) upstreams(e *rowEnv) []string {
+	if r.single {
+		return e.upstreams[:1]
+	}
+	return e.upstreams
 }
 
 func spartanArgv(e *rowEnv, r *row) ([]string, error) {
-	dir := filepath.Join(e.dir, "spartan")
+	dir := filepath.Join(e.dir, r.name)
 	cfg := map[string]any{
 		"bind_ips":           []string{r.ip},
 		"udp_port":           e.listenPort,
 		"tcp_port":           e.listenPort,
-		"upstream_resolvers": e.upstreams,
+		"upstream_resolvers": r.upstreams(e),
 		"interface":          map[string]any{"manage": false},
 		"http_listen":        "",
 		"ctl_socket":         filepath.Join(dir, "spartanctl.sock"),
