@@ -244,12 +244,12 @@ func (l *Loop) shutdown() {
 func (l *Loop) nextTimer() time.Time {
 	l.dropIdleTimers()
 	next, ok := int64(0), false
-	if w, set := l.stallQ.peek(); set {
-		next, ok = w, true
+	if e, set := l.stallQ.first(); set {
+		next, ok = e.when, true
 	}
 	for _, q := range [...]*timerQueue{&l.expireQ, &l.graceQ} {
-		if w, set := q.peek(); set && (!ok || w < next) {
-			next, ok = w, true
+		if e, set := q.first(); set && (!ok || e.when < next) {
+			next, ok = e.when, true
 		}
 	}
 	if w := l.up.trimAt; w != 0 && (!ok || w < next) {
@@ -320,13 +320,6 @@ func (t *timerHeap) first() (timerEntry, bool) {
 	return t.h[0], true
 }
 
-func (t *timerHeap) peek() (int64, bool) {
-	if len(t.h) == 0 {
-		return 0, false
-	}
-	return t.h[0].when, true
-}
-
 // pop returns the earliest entry if it is due at now.
 func (t *timerHeap) pop(now int64) (timerEntry, bool) {
 	if len(t.h) == 0 || t.h[0].when > now {
@@ -366,13 +359,6 @@ func (t *timerQueue) first() (timerEntry, bool) {
 		return timerEntry{}, false
 	}
 	return t.q[t.head], true
-}
-
-func (t *timerQueue) peek() (int64, bool) {
-	if t.head == len(t.q) {
-		return 0, false
-	}
-	return t.q[t.head].when, true
 }
 
 // pop returns the first entry due at now.
