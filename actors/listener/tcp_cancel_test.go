@@ -2,16 +2,11 @@ package listener
 
 import (
 	"context"
-	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/spartan-dns/spartan/test/harness"
-
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
-	"github.com/spartan-dns/spartan/actors/config"
-	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
@@ -21,12 +16,8 @@ import (
 func TestTCPCancelAnswersInFlight(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	up := dnstest.Start(t, "127.0.0.1", dnstest.Slow(delay, dnstest.Answer("10.9.9.9")))
-	cfg := config.Default()
-	cfg.UpstreamResolvers = []netip.AddrPort{up.Addr}
-	fwd := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
-
-	ip, port := harness.FreeAddr(t)
-	addr := netip.AddrPortFrom(ip, uint16(port))
+	fwd, cfg := forwarderTo(up.Addr)
+	addr := freeAddrPort(t)
 	l := NewTCP(addr, fwd, cfg.Limits, zerolog.Nop())
 	defer l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -84,10 +75,8 @@ func TestTCPCancelAnswersInFlight(t *testing.T) {
 // old socket's queue and is served by the next run: a restart refuses no
 // connection.
 func TestTCPRestartRefusesNothing(t *testing.T) {
-	cfg := config.Default()
-	fwd := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
-	ip, port := harness.FreeAddr(t)
-	addr := netip.AddrPortFrom(ip, uint16(port))
+	fwd, cfg := forwarderTo()
+	addr := freeAddrPort(t)
 	l := NewTCP(addr, fwd, cfg.Limits, zerolog.Nop())
 	defer l.Close()
 

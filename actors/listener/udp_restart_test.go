@@ -3,16 +3,12 @@ package listener
 import (
 	"context"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
-	"github.com/spartan-dns/spartan/actors/config"
-	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/test/dnstest"
-	"github.com/spartan-dns/spartan/test/harness"
 )
 
 // A UDP listener restarts without losing a query: queries in flight when
@@ -23,12 +19,8 @@ import (
 func TestUDPRestartLosesNothing(t *testing.T) {
 	const delay = 200 * time.Millisecond
 	up := dnstest.Start(t, "127.0.0.1", dnstest.Slow(delay, dnstest.Answer("10.9.9.9")))
-	cfg := config.Default()
-	cfg.UpstreamResolvers = []netip.AddrPort{up.Addr}
-	fwd := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
-
-	ip, port := harness.FreeAddr(t)
-	addr := netip.AddrPortFrom(ip, uint16(port))
+	fwd, _ := forwarderTo(up.Addr)
+	addr := freeAddrPort(t)
 	l := NewUDP(addr, fwd, zerolog.Nop())
 	run := func() (context.CancelFunc, chan error) {
 		ctx, cancel := context.WithCancel(context.Background())
