@@ -41,7 +41,8 @@ func (r *row) addr(e *rowEnv) string {
 	return net.JoinHostPort(r.ip, strconv.Itoa(e.listenPort))
 }
 
-// allRows is the default row order; rounds rotate it.
+// allRows is every row, in report order; -rows picks which run (by
+// default all but spartan-1up), and rounds rotate them.
 var allRows = []*row{
 	{name: "direct", check: func(*rowEnv) error { return nil }},
 	{name: "spartan", ip: "127.0.2.1", check: func(e *rowEnv) error { return fileExec(e.spartanBin) }, argv: spartanArgv},
