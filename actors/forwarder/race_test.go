@@ -70,6 +70,7 @@ func testDualDispatch(t *testing.T, handle handleFunc) {
 	a := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.1.1.1"))
 	b := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.1.1.1"))
 	f, _, _ := setup(t, 2*time.Second, a, b)
+	ids := newIDRand(f) // fixed distinct IDs: no chance collision with the client's
 	q, qb := query(t, "dual.example.", dns.TypeA)
 	r := unpack(t, handle(t, f, qb))
 	if r.Id != q.Id || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
@@ -77,8 +78,11 @@ func testDualDispatch(t *testing.T, handle handleFunc) {
 	}
 	waitFor(t, "both upstreams to see the query", func() bool { return a.Count() == 1 && b.Count() == 1 })
 	// Fresh random IDs per upstream query (RFC 5452), never the client's.
-	if ida, idb := a.Seen()[0].ID, b.Seen()[0].ID; ida == q.Id && idb == q.Id {
+	if ida, idb := a.Seen()[0].ID, b.Seen()[0].ID; ida == q.Id || idb == q.Id {
 		t.Errorf("upstreams saw the client's ID %d", q.Id)
+	}
+	if ida, idb := a.Seen()[0].ID, b.Seen()[0].ID; ida == idb || !ids.issued(ida) || !ids.issued(idb) {
+		t.Errorf("upstream IDs %#x %#x: want two distinct IDs drawn from Rand", ida, idb)
 	}
 }
 
@@ -114,8 +118,10 @@ func testAllSilentServFail(t *testing.T, handle handleFunc) {
 	q, qb := query(t, "silent.example.", dns.TypeA)
 	start := time.Now()
 	r := unpack(t, handle(t, f, qb))
-	if d := time.Since(start); d < 300*time.Millisecond {
-		t.Errorf("SERVFAIL after %v, before upstream_timeout", d)
+	// At upstream_timeout, not long after it (the bound leaves room for a
+	// loaded machine, but not for a second timeout).
+	if d := time.Since(start); d < 300*time.Millisecond || d > 1500*time.Millisecond {
+		t.Errorf("SERVFAIL after %v, want it at upstream_timeout (300ms)", d)
 	}
 	if r.Rcode != dns.RcodeServerFailure || r.Id != q.Id || !r.Response || len(r.Question) != 1 || r.Question[0] != q.Question[0] {
 		t.Fatalf("want SERVFAIL echoing the question, got %v", r)
