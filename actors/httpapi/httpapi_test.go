@@ -332,14 +332,23 @@ func TestCollector(t *testing.T) {
 	query("web.example.")
 	query("nx.example.")
 	query("x.mesos.") // no masters: SERVFAIL
-	e.fwd.Stats.Shed.Add(4)
 	u := e.reg.Get(e.up.Addr)
 	u.Failures.Add(5)
 	u.Stalls.Add(6)
+	// Real shedding, as a listener meets it: with handler_limit 1 and one
+	// query in flight, the next four are refused a slot (and counted).
+	limited := *e.store.Load().Config
+	limited.HandlerLimit = 1
+	e.store.Publish(config.Build(&limited, nil, e.reg))
 	if !e.fwd.Begin() {
-		t.Fatal("Begin")
+		t.Fatal("Begin refused the first query under handler_limit 1")
 	}
 	defer e.fwd.End()
+	for range 4 {
+		if e.fwd.Begin() {
+			t.Fatal("Begin granted a slot over handler_limit")
+		}
+	}
 	e.store.Publish(config.Build(e.store.Load().Config, []netip.Addr{netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")}, e.reg))
 
 	fams, err := e.m.Registry.Gather()
