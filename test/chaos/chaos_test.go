@@ -5,7 +5,6 @@
 package chaos
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -14,8 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,7 +186,7 @@ func scrape(t *testing.T, addr, name string) float64 {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		v, err := scrapeOnce(addr, name)
+		v, err := harness.Scrape(addr, name)
 		if err == nil {
 			return v
 		}
@@ -198,24 +195,6 @@ func scrape(t *testing.T, addr, name string) float64 {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func scrapeOnce(addr, name string) (float64, error) {
-	// No keep-alive: an idle scrape connection would count as a daemon fd.
-	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == name {
-			return strconv.ParseFloat(f[1], 64)
-		}
-	}
-	return 0, fmt.Errorf("no %s in /metrics", name)
 }
 
 type result struct {

@@ -30,7 +30,8 @@ type daemon struct {
 
 func startDaemon(t *testing.T, cfg map[string]any) *daemon {
 	t.Helper()
-	sp := harness.Start(t, harness.Options{Config: cfg})
+	// HTTP: the tests read the daemon's own counters (shed queries).
+	sp := harness.Start(t, harness.Options{Config: cfg, HTTP: true})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("spartan log tail:\n%s", sp.LogTail(40))
@@ -97,6 +98,16 @@ func (d *daemon) checkHealthy(t *testing.T) {
 	}
 	t.Errorf("resources did not return to baseline: %d fds (baseline %d), %d threads (baseline %d)",
 		fds, d.baseFDs, threads, d.baseThreads)
+}
+
+// metric reads one of the daemon's counters from /metrics.
+func (d *daemon) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	v, err := d.sp.Metric(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func query(name string, qtype uint16) *dns.Msg {
