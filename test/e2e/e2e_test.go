@@ -325,8 +325,15 @@ func TestTCPPipeliningOutOfOrder(t *testing.T) {
 
 func TestOverloadShedding(t *testing.T) {
 	up := dnstest.Start(t, "127.0.0.1", dnstest.Silent())
-	s := harness.Start(t, harness.Options{Config: map[string]any{
+	s := harness.Start(t, harness.Options{HTTP: true, Config: map[string]any{
 		"upstream_resolvers": addrs(up), "handler_limit": 4, "upstream_timeout": "2s"}})
+	metric := func(name string) float64 {
+		v, err := s.Metric(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
 	c, err := net.Dial("udp", s.Addr.String())
 	if err != nil {
 		t.Fatal(err)
@@ -335,13 +342,16 @@ func TestOverloadShedding(t *testing.T) {
 	for i := range 20 {
 		m := new(dns.Msg)
 		m.SetQuestion(fmt.Sprintf("shed%d.example.net.", i), dns.TypeA)
+		m.Id = uint16(500 + i) // fixed and distinct
 		b, _ := m.Pack()
 		if _, err := c.Write(b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Only handler_limit queries got a goroutine and reached the upstream.
-	time.Sleep(300 * time.Millisecond)
+	// Only handler_limit queries got a slot and reached the upstream: once
+	// the other 16 are counted as shed, every query has been dealt with.
+	waitFor(t, "16 queries shed", func() bool { return metric("spartan_shed_queries_total") == 16 })
+	waitFor(t, "4 queries upstream", func() bool { return up.Count() >= 4 })
 	if n := up.Count(); n != 4 {
 		t.Fatalf("upstream saw %d queries, want 4 (handler_limit)", n)
 	}
@@ -355,12 +365,19 @@ func TestOverloadShedding(t *testing.T) {
 	m.SetQuestion("shed-tcp.example.net.", dns.TypeA)
 	b, _ := m.Pack()
 	_, _ = tc.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
-	_ = tc.SetReadDeadline(time.Now().Add(time.Second))
-	if _, err := tc.Read(make([]byte, 2)); err == nil {
-		t.Fatal("TCP query over handler_limit was answered; want the connection closed")
+	// Closed, not merely unanswered: a read timeout is not closure.
+	if _, err := dnstest.WaitClosed(tc, 2*time.Second); err != nil {
+		t.Fatalf("TCP query over handler_limit: want the connection closed: %v", err)
 	}
-	// Once the in-flight queries time out, queries are served again.
-	time.Sleep(2 * time.Second)
+	if n := metric("spartan_shed_queries_total"); n != 17 {
+		t.Errorf("shed counter %v after the TCP query, want 17", n)
+	}
+	// Once the in-flight queries time out (2 s), queries are served again.
+	for deadline := time.Now().Add(6 * time.Second); metric("spartan_queries_in_flight") != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("queries still in flight 6 s after upstream_timeout (2 s)")
+		}
+	}
 	if out := digShort(t, s, "ready.spartan"); out != "127.0.0.1" {
 		t.Fatalf("after overload: %q", out)
 	}
@@ -404,7 +421,7 @@ func TestSIGTERMIsCleanExit(t *testing.T) {
 		}
 		done <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "the query to reach the upstream", func() bool { return up.Count() == 1 })
 	if code := s.Stop(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, s.LogTail(20))
 	}
