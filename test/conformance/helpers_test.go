@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"strconv"
@@ -60,11 +61,20 @@ func digArgs(addr netip.AddrPort, args ...string) []string {
 func query(name string, qtype uint16, mod func(*dns.Msg)) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
-	m.Id = dns.Id()
+	m.Id = fixedID(name, qtype)
 	if mod != nil {
 		mod(m)
 	}
 	return m
+}
+
+// fixedID is a query's ID, fixed by its question: the same on every run
+// (no chance collision between two queries of one test, as random IDs
+// could have), and distinct for the distinct names of one test.
+func fixedID(name string, qtype uint16) uint16 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return uint16(h.Sum32()) ^ qtype
 }
 
 // exchangeRaw sends q to addr over "udp" or "tcp" and returns the raw reply
@@ -83,6 +93,10 @@ func exchangeRaw(addr netip.AddrPort, network string, q []byte) ([]byte, error) 
 		r, err := dnstest.ReadFrame(c)
 		if err != nil {
 			return nil, fmt.Errorf("read tcp reply from %s: %w", addr, err)
+		}
+		// One query on the connection: the reply must carry its ID.
+		if len(r) < 2 || r[0] != q[0] || r[1] != q[1] {
+			return nil, fmt.Errorf("tcp reply from %s has ID %x, want the query's %x", addr, r[:min(2, len(r))], q[:2])
 		}
 		return r, nil
 	}

@@ -38,6 +38,7 @@ func TestRFC7766_6_2_1_1_QueryPipelining(t *testing.T) {
 	for round := 0; round < 2; round++ {
 		for _, n := range names {
 			q := query(n.qname, n.qtype, nil)
+			q.Id = uint16(1000 + len(qs)) // fixed, distinct over both rounds
 			raw := dnstest.Pack(t, q)
 			direct, err := exchangeRaw(e.up, "tcp", raw)
 			if err != nil {
@@ -105,7 +106,12 @@ func TestRFC7766_7_ResponseReordering(t *testing.T) {
 	if err := dnstest.WriteFrame(c, dnstest.Pack(t, slow)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // the slow one is surely first in
+	// The slow one is surely first in: wait until it reached the upstream.
+	for deadline := time.Now().Add(ioTimeout); !sawName(f, "slow.order.test."); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow query never reached the upstream")
+		}
+	}
 	if err := dnstest.WriteFrame(c, dnstest.Pack(t, fast)); err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +133,9 @@ func TestRFC7766_7_ResponseReordering(t *testing.T) {
 	}
 	if times[0] > delay/2 {
 		t.Errorf("first answer after %v, want well under the slow delay %v", times[0], delay)
+	}
+	if times[1] < delay {
+		t.Errorf("slow answer after %v, before its upstream's %v delay", times[1], delay)
 	}
 }
 
@@ -271,4 +280,14 @@ func TestRFC7766_8_LengthFieldSplit(t *testing.T) {
 	if binary.BigEndian.Uint16(r) != q.Id {
 		t.Errorf("wrong ID in answer")
 	}
+}
+
+// sawName says whether the fake upstream has received a query for name.
+func sawName(f *fakeUpstream, name string) bool {
+	for _, q := range f.Seen() {
+		if q.Msg != nil && q.Msg.Question[0].Name == name {
+			return true
+		}
+	}
+	return false
 }
