@@ -380,8 +380,8 @@ func TestHostileTCPClients(t *testing.T) {
 		}
 		wg.Wait()
 		t.Logf("%d connections attempted, %d established, %d kept open, %d daemon fds (baseline %d)", n, len(conns), open, fds, d.baseFDs)
-		if open > 16 {
-			t.Errorf("%d connections kept open, limit is 16", open)
+		if open != 16 {
+			t.Errorf("%d connections kept open, want exactly tcp_connections (16)", open)
 		}
 		for _, c := range conns {
 			c.Close()
