@@ -11,7 +11,7 @@ TEST_DEBS := bind9 bind9-dnsutils bind9-utils zookeeper iproute2 procps systemd 
 # Packages whose tests exercise concurrency: run under the race detector.
 RACE_PKGS := ./supervisor/... ./actors/... ./msg/...
 
-.PHONY: all build run test test-deps vet race bench bench-hotpath fuzz clean
+.PHONY: all build run test test-deps vet race bench bench-hotpath fuzz mutate clean
 
 all: build
 
@@ -52,6 +52,11 @@ bench-hotpath:
 
 fuzz:
 	bash test/fuzz.sh
+
+# Mutation score of the decision code (writes docs/MUTATION.md; ~20 min on
+# a quiet 2-core machine). Not part of `make test`.
+mutate:
+	bash test/mutate.sh
 
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Mutation testing of the decision code (`make mutate`; not part of `make
+# test`). Runs gremlins (pinned as a tool in go.mod) once per scope below:
+# the files that hold a decision, mutated one change at a time, each mutant
+# checked by the fast unit tests that guard those files (the -run filter),
+# never the end-to-end suites. Writes the score and every surviving mutant
+# to docs/MUTATION.md (test/mutate: the report, with the reasons kept in
+# test/mutate/survivors.txt).
+#
+# Environment:
+#   MUTATE_WORKERS  parallel mutants, default 2
+#   MUTATE_COEFF    gremlins --timeout-coefficient, default 5 (a test run
+#                   may take this many times the clean run before the
+#                   mutant counts as timed out; generous for a loaded box)
+#   MUTATE_OUT      where the per-scope JSON results go, default a temp dir
+#   GO              the go command, default go
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+WORKERS=${MUTATE_WORKERS:-2}
+COEFF=${MUTATE_COEFF:-5}
+OUT=${MUTATE_OUT:-$(mktemp -d /tmp/spartan-mutate.XXXXXX)}
+mkdir -p "$OUT"
+
+# name ; package ; files NOT mutated (regexp on the path) ; tests that guard the rest
+SCOPES=(
+  "forwarder;./actors/forwarder;(datagram|local|loop|rawdial|rawsys|udpsock|upsock|stats)\.go$;^(Test|Fuzz)"
+  "config;./actors/config;(actor|config|load|resolvconf|snapshot|latency)\.go$;^Test(Health|Hedge|Route)"
+  "listener;./actors/listener;(udp|reuseport)\.go$;^(Test|Fuzz)"
+)
+
+start=$(date +%s)
+args=()
+for s in "${SCOPES[@]}"; do
+  IFS=';' read -r name pkg exclude run <<<"$s"
+  echo "== $name: $pkg (tests $run)"
+  # GOFLAGS carries the -run filter to both the coverage run and every
+  # mutant's test run (gremlins has no flag for it).
+  GOFLAGS="-run=$run" "$GO" tool gremlins unleash --silent \
+    --workers "$WORKERS" --timeout-coefficient "$COEFF" \
+    -E "$exclude" -o "$OUT/$name.json" "$pkg"
+  args+=("$name=$pkg=$exclude=$run=$OUT/$name.json")
+done
+elapsed=$(( $(date +%s) - start ))
+
+"$GO" run ./test/mutate -elapsed "${elapsed}s" -workers "$WORKERS" -coeff "$COEFF" \
+  -survivors test/mutate/survivors.txt -o docs/MUTATION.md "${args[@]}"
+echo "wrote docs/MUTATION.md (results in $OUT)"
