@@ -3,7 +3,9 @@ package listener
 import (
 	"net/netip"
 	"testing"
+	"time"
 
+	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
@@ -22,4 +24,27 @@ func forwarderTo(ups ...netip.AddrPort) (*forwarder.Forwarder, *config.Config) {
 func freeAddrPort(t *testing.T) netip.AddrPort {
 	ip, port := harness.FreeAddr(t)
 	return netip.AddrPortFrom(ip, uint16(port))
+}
+
+// serving waits until a listener at addr answers ready.spartan over UDP
+// (from a socket of its own, so the test's client sees no extra reply).
+func serving(t *testing.T, addr netip.AddrPort) {
+	t.Helper()
+	q := new(dns.Msg)
+	q.SetQuestion("ready.spartan.", dns.TypeA)
+	c := &dns.Client{Timeout: 50 * time.Millisecond}
+	waitFor(t, "the listener to answer", func() bool {
+		r, _, err := c.Exchange(q, addr.String())
+		return err == nil && len(r.Answer) == 1
+	})
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }

@@ -35,10 +35,13 @@ func TestUDPRestartLosesNothing(t *testing.T) {
 	}
 	defer c.Close()
 	sent := map[uint16]bool{}
+	nextID := uint16(100)
 	ask := func(n int) {
 		for range n {
 			m := new(dns.Msg)
 			m.SetQuestion("restart.example.", dns.TypeA)
+			m.Id = nextID // fixed and distinct: a random repeat would be lost in sent
+			nextID++
 			b, _ := m.Pack()
 			sent[m.Id] = true
 			if _, err := c.Write(b); err != nil {
@@ -48,14 +51,16 @@ func TestUDPRestartLosesNothing(t *testing.T) {
 	}
 
 	cancel1, done1 := run()
-	time.Sleep(50 * time.Millisecond) // bound
-	ask(10)                           // in flight when the run ends
-	time.Sleep(20 * time.Millisecond)
+	serving(t, addr) // bound
+	ask(10)          // in flight when the run ends
+	waitFor(t, "10 queries upstream", func() bool { return up.Count() == 10 })
 	cancel1()
 	<-done1
 	ask(10) // between runs
 	cancel2, done2 := run()
-	time.Sleep(50 * time.Millisecond)
+	// Answered by whichever loops serve by then (the old ones until the
+	// new run has bound): nothing may be lost either way.
+	serving(t, addr)
 	ask(10) // after the restart
 
 	buf := make([]byte, 512)
