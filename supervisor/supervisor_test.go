@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spartan-dns/spartan/test/harness"
-
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // testActor counts its runs and, by default, serves until its context is
@@ -46,7 +45,7 @@ func (a *testActor) Serve(ctx context.Context) error {
 // fixture is a tree shaped like Spartan's: groups with their own budgets.
 type fixture struct {
 	tree   *Tree
-	log    *harness.SyncBuffer
+	log    *testkit.SyncBuffer
 	actors map[string]*testActor // by path
 	cancel context.CancelFunc
 	errc   chan error
@@ -65,7 +64,7 @@ func newFixture(t *testing.T, custom map[string]*testActor) *fixture {
 // than any scheduling delay, so its window is not a race with the timer.
 func newFixtureNode(t *testing.T, custom map[string]*testActor, nodeBackoff, nodeTimeout time.Duration) *fixture {
 	t.Helper()
-	f := &fixture{log: &harness.SyncBuffer{}, actors: map[string]*testActor{}}
+	f := &fixture{log: &testkit.SyncBuffer{}, actors: map[string]*testActor{}}
 	lg := zerolog.New(f.log)
 	f.tree = New("spartan", Options{Timeout: 500 * time.Millisecond, FailureBackoff: 200 * time.Millisecond}, lg)
 	f.tree.OnRestart(func(p string) {
@@ -109,24 +108,13 @@ func (f *fixture) start(t *testing.T) {
 			t.Errorf("Serve did not return within 5s of cancel")
 		}
 	})
-	waitFor(t, "every node running", 2*time.Second, func() bool { return allInState(f.tree.Snapshot(), StateRunning) })
+	testkit.WaitFor(t, "every node running", 2*time.Second, func() bool { return allInState(f.tree.Snapshot(), StateRunning) })
 }
 
 func (f *fixture) restartedPaths() []string {
 	f.restartsMu.Lock()
 	defer f.restartsMu.Unlock()
 	return append([]string(nil), f.restarted...)
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func allInState(n Node, state string) bool {
@@ -141,21 +129,9 @@ func allInState(n Node, state string) bool {
 	return true
 }
 
-func find(n Node, path string) (Node, bool) {
-	if n.Path == path {
-		return n, true
-	}
-	for _, c := range n.Children {
-		if m, ok := find(c, path); ok {
-			return m, true
-		}
-	}
-	return Node{}, false
-}
-
 func mustFind(t *testing.T, tr *Tree, path string) Node {
 	t.Helper()
-	n, ok := find(tr.Snapshot(), path)
+	n, ok := tr.Snapshot().Find(path)
 	if !ok {
 		t.Fatalf("no node %s in snapshot", path)
 	}
@@ -181,7 +157,7 @@ func runsAre(a *testActor, n int32) func() bool {
 
 func nodeIs(tr *Tree, path, state string, restarts int) func() bool {
 	return func() bool {
-		n, ok := find(tr.Snapshot(), path)
+		n, ok := tr.Snapshot().Find(path)
 		return ok && n.State == state && n.Restarts == restarts
 	}
 }
@@ -269,7 +245,7 @@ func TestBuildMisuse(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- tr.Serve(ctx) }()
-	waitFor(t, "root running", 2*time.Second, nodeIs(tr, "/spartan", StateRunning, 0))
+	testkit.WaitFor(t, "root running", 2*time.Second, nodeIs(tr, "/spartan", StateRunning, 0))
 	if err := tr.Serve(ctx); !errors.Is(err, ErrAlreadyServed) {
 		t.Errorf("second Serve: %v, want ErrAlreadyServed", err)
 	}
@@ -295,7 +271,7 @@ func TestKillActor(t *testing.T) {
 	if err := f.tree.Kill(victim); err != nil {
 		t.Fatalf("Kill: %v", err)
 	}
-	waitFor(t, "victim running again with restarts=1", 2*time.Second, and(nodeIs(f.tree, victim, StateRunning, 1), runsAre(f.actors[victim], 2)))
+	testkit.WaitFor(t, "victim running again with restarts=1", 2*time.Second, and(nodeIs(f.tree, victim, StateRunning, 1), runsAre(f.actors[victim], 2)))
 	if got := f.actors[victim].runs.Load(); got != 2 {
 		t.Errorf("victim runs = %d, want 2 (same actor value served again)", got)
 	}
@@ -330,8 +306,8 @@ func TestKillSupervisor(t *testing.T) {
 	if err := f.tree.Kill("/spartan/node"); err != nil {
 		t.Fatalf("Kill: %v", err)
 	}
-	waitFor(t, "/spartan/node running with restarts=1", 2*time.Second, nodeIs(f.tree, "/spartan/node", StateRunning, 1))
-	waitFor(t, "node children running again", 2*time.Second, func() bool {
+	testkit.WaitFor(t, "/spartan/node running with restarts=1", 2*time.Second, nodeIs(f.tree, "/spartan/node", StateRunning, 1))
+	testkit.WaitFor(t, "node children running again", 2*time.Second, func() bool {
 		n := mustFind(t, f.tree, "/spartan/node")
 		return allInState(n, StateRunning) && f.actors["/spartan/node/interface"].runs.Load() == 2 &&
 			f.actors["/spartan/node/watchdog"].runs.Load() == 2
@@ -359,8 +335,8 @@ func TestKillRoot(t *testing.T) {
 	if err := f.tree.Kill("/spartan/"); err != nil { // trailing slash tolerated
 		t.Fatalf("Kill: %v", err)
 	}
-	waitFor(t, "root running with restarts=1", 2*time.Second, nodeIs(f.tree, "/spartan", StateRunning, 1))
-	waitFor(t, "every actor served again", 2*time.Second, func() bool {
+	testkit.WaitFor(t, "root running with restarts=1", 2*time.Second, nodeIs(f.tree, "/spartan", StateRunning, 1))
+	testkit.WaitFor(t, "every actor served again", 2*time.Second, func() bool {
 		for _, a := range f.actors {
 			if a.runs.Load() != 2 {
 				return false
@@ -377,7 +353,7 @@ func TestKillRoot(t *testing.T) {
 	if err := f.tree.Kill("/spartan/state/config"); err != nil {
 		t.Fatalf("Kill after root restart: %v", err)
 	}
-	waitFor(t, "config restarted", 2*time.Second, nodeIs(f.tree, "/spartan/state/config", StateRunning, 1))
+	testkit.WaitFor(t, "config restarted", 2*time.Second, nodeIs(f.tree, "/spartan/state/config", StateRunning, 1))
 }
 
 func TestBackoffAndRecovery(t *testing.T) {
@@ -389,7 +365,7 @@ func TestBackoffAndRecovery(t *testing.T) {
 		if err := f.tree.Kill(victim); err != nil {
 			t.Fatalf("kill %d: %v", i, err)
 		}
-		waitFor(t, fmt.Sprintf("restart %d", i), 2*time.Second, nodeIs(f.tree, victim, StateRunning, i))
+		testkit.WaitFor(t, fmt.Sprintf("restart %d", i), 2*time.Second, nodeIs(f.tree, victim, StateRunning, i))
 	}
 	killedAt := time.Now()
 	if err := f.tree.Kill(victim); err != nil {
@@ -398,7 +374,7 @@ func TestBackoffAndRecovery(t *testing.T) {
 	// Third failure exceeds the budget: the supervisor backs off (what a
 	// Kill during the backoff does is TestKillSupervisorDuringBackoff's,
 	// with a backoff long enough to act in), then restarts it.
-	waitFor(t, "victim recovered", 2*time.Second, and(nodeIs(f.tree, victim, StateRunning, 3), runsAre(f.actors[victim], 4)))
+	testkit.WaitFor(t, "victim recovered", 2*time.Second, and(nodeIs(f.tree, victim, StateRunning, 3), runsAre(f.actors[victim], 4)))
 	// Siblings kept running; other groups were untouched.
 	for _, p := range []string{"/spartan/node/interface", "/spartan/dns/udp-127.0.0.1", "/spartan/dns/tcp-127.0.0.1", "/spartan/state/config"} {
 		if n := mustFind(t, f.tree, p); n.State != StateRunning || f.actors[p].runs.Load() != 1 {
@@ -451,7 +427,7 @@ func TestActorFailureModes(t *testing.T) {
 			defer cancel()
 			errc := make(chan error, 1)
 			go func() { errc <- f.tree.Serve(ctx) }()
-			waitFor(t, "victim restarted once and running", 2*time.Second, and(nodeIs(f.tree, victim, StateRunning, 1), runsAre(failed, 2)))
+			testkit.WaitFor(t, "victim restarted once and running", 2*time.Second, and(nodeIs(f.tree, victim, StateRunning, 1), runsAre(failed, 2)))
 			if got := failed.runs.Load(); got != 2 {
 				t.Errorf("runs = %d, want 2", got)
 			}
@@ -495,7 +471,7 @@ func TestActorIgnoringContext(t *testing.T) {
 	}
 	// The wrapper gives up after the timeout and the failure is counted; the
 	// next run waits for the stuck call rather than running Serve twice.
-	waitFor(t, "failure counted after the stop timeout", 5*time.Second, nodeIs(f.tree, victim, StateRestarting, 1))
+	testkit.WaitFor(t, "failure counted after the stop timeout", 5*time.Second, nodeIs(f.tree, victim, StateRestarting, 1))
 	if d := time.Since(t0); d < timeout {
 		t.Errorf("wrapper gave up after %v, before the %v timeout", d, timeout)
 	}
@@ -511,7 +487,7 @@ func TestActorIgnoringContext(t *testing.T) {
 	}
 
 	close(release)
-	waitFor(t, "actor served again once the stuck call returned", 2*time.Second, and(nodeIs(f.tree, victim, StateRunning, 1), runsAre(stuck, 2)))
+	testkit.WaitFor(t, "actor served again once the stuck call returned", 2*time.Second, and(nodeIs(f.tree, victim, StateRunning, 1), runsAre(stuck, 2)))
 	if got := stuck.runs.Load(); got != 2 {
 		t.Errorf("runs = %d, want 2", got)
 	}
@@ -544,14 +520,14 @@ func TestCleanShutdownNoLeaks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- f.tree.Serve(ctx) }()
-	waitFor(t, "all running", 2*time.Second, func() bool { return allInState(f.tree.Snapshot(), StateRunning) })
+	testkit.WaitFor(t, "all running", 2*time.Second, func() bool { return allInState(f.tree.Snapshot(), StateRunning) })
 	if err := f.tree.Kill("/spartan/dns/tcp-127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.tree.Kill("/spartan/state"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "all running after kills", 2*time.Second, func() bool { return allInState(f.tree.Snapshot(), StateRunning) })
+	testkit.WaitFor(t, "all running after kills", 2*time.Second, func() bool { return allInState(f.tree.Snapshot(), StateRunning) })
 
 	t0 := time.Now()
 	cancel()
@@ -604,10 +580,10 @@ func TestKillSupervisorDuringBackoff(t *testing.T) {
 			t.Fatalf("kill %d: %v", i, err)
 		}
 		if i < 3 {
-			waitFor(t, fmt.Sprintf("restart %d", i), 2*time.Second, nodeIs(f.tree, victim, StateRunning, i))
+			testkit.WaitFor(t, fmt.Sprintf("restart %d", i), 2*time.Second, nodeIs(f.tree, victim, StateRunning, i))
 		}
 	}
-	waitFor(t, "victim in backoff", 2*time.Second, nodeIs(f.tree, victim, StateBackoff, 2))
+	testkit.WaitFor(t, "victim in backoff", 2*time.Second, nodeIs(f.tree, victim, StateBackoff, 2))
 	if err := f.tree.Kill(victim); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Kill during backoff: %v, want ErrNotRunning", err)
 	}
@@ -622,7 +598,7 @@ func TestKillSupervisorDuringBackoff(t *testing.T) {
 	if err := f.tree.Kill("/spartan/node"); err != nil {
 		t.Fatalf("Kill supervisor: %v", err)
 	}
-	waitFor(t, "group running again", 2*time.Second, func() bool {
+	testkit.WaitFor(t, "group running again", 2*time.Second, func() bool {
 		n := mustFind(t, f.tree, "/spartan/node")
 		return n.Restarts == 1 && allInState(n, StateRunning)
 	})

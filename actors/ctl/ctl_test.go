@@ -18,7 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/supervisor"
-	"github.com/spartan-dns/spartan/test/dnstest"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // idle is a minimal actor: it serves until cancelled.
@@ -90,15 +90,10 @@ func (f *fixture) stop() {
 	})
 }
 
+// waitFor waits up to 5 s for cond.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, what, 5*time.Second, cond)
 }
 
 func call(t *testing.T, socket string, req Request) (*Response, error) {
@@ -108,21 +103,9 @@ func call(t *testing.T, socket string, req Request) (*Response, error) {
 	return Call(ctx, socket, req)
 }
 
-func find(n supervisor.Node, path string) (supervisor.Node, bool) {
-	if n.Path == path {
-		return n, true
-	}
-	for _, c := range n.Children {
-		if m, ok := find(c, path); ok {
-			return m, true
-		}
-	}
-	return supervisor.Node{}, false
-}
-
 func nodeIs(f *fixture, path, state string, restarts int) func() bool {
 	return func() bool {
-		n, ok := find(f.tree.Snapshot(), path)
+		n, ok := f.tree.Snapshot().Find(path)
 		return ok && n.State == state && n.Restarts == restarts
 	}
 }
@@ -137,7 +120,7 @@ func TestTree(t *testing.T) {
 		t.Fatalf("tree root = %+v", resp.Tree)
 	}
 	for _, p := range []string{"/t/work", "/t/work/a", "/t/api", "/t/api/ctl"} {
-		n, ok := find(*resp.Tree, p)
+		n, ok := resp.Tree.Find(p)
 		if !ok {
 			t.Fatalf("no %s in %+v", p, resp.Tree)
 		}
@@ -425,7 +408,7 @@ func TestServeReturnsOnCancel(t *testing.T) {
 	}
 	// The idle clients see their connection closed (EOF, not a timeout).
 	for i, c := range conns {
-		if _, err := dnstest.WaitClosed(c, time.Second); err != nil {
+		if _, err := testkit.WaitClosed(c, time.Second); err != nil {
 			t.Errorf("client connection %d: %v", i, err)
 		}
 	}

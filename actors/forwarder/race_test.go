@@ -12,6 +12,7 @@ import (
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/test/dnstest"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // setup returns a forwarder whose default route is ups, with the given
@@ -53,15 +54,10 @@ func unpack(t *testing.T, b []byte) *dns.Msg {
 	return &m
 }
 
-// waitFor polls cond for up to 2 s (a loser is read in its own goroutine).
+// waitFor waits up to 2 s for cond (a loser is read in its own goroutine).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, what, 2*time.Second, cond)
 }
 
 func TestDualDispatch(t *testing.T) { bothEngines(t, testDualDispatch) }

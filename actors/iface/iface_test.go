@@ -10,13 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spartan-dns/spartan/test/harness"
-
 	"github.com/rs/zerolog"
 	"github.com/vishvananda/netlink"
 
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/test/netns"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 var bindIPs = []netip.Addr{
@@ -29,14 +28,14 @@ var bindIPs = []netip.Addr{
 type started struct {
 	a      *Actor
 	h      *netlink.Handle
-	logs   *harness.SyncBuffer
+	logs   *testkit.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func start(t *testing.T, n *netns.NS, name string, ips []netip.Addr, opts ...Option) *started {
 	t.Helper()
-	logs := &harness.SyncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	log := zerolog.New(logs)
 	a := newActor(config.InterfaceConfig{Manage: true, Name: name}, ips, log, append([]Option{WithNetns(n.Handle())}, opts...)...)
 	h, err := netlink.NewHandleAt(n.Handle())

@@ -10,13 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spartan-dns/spartan/test/harness"
-
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/test/dnstest"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // BenchmarkUDPForward measures the whole UDP path (listener sockets, event
@@ -41,7 +40,7 @@ func benchUDP(b *testing.B, clients int) {
 	fwd := forwarder.New(store, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 
-	ip, port := harness.FreeAddr(b)
+	ip, port := testkit.FreeAddr(b)
 	addr := netip.AddrPortFrom(ip, uint16(port))
 	l := NewUDP(addr, fwd, zerolog.Nop())
 	served := make(chan struct{})

@@ -9,7 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
-	"github.com/spartan-dns/spartan/test/harness"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // forwarderTo returns a forwarder whose default route is ups, and the
@@ -20,12 +20,6 @@ func forwarderTo(ups ...netip.AddrPort) (*forwarder.Forwarder, *config.Config) {
 	return forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop()), cfg
 }
 
-// freeAddrPort returns a loopback address and port no one listens on.
-func freeAddrPort(t *testing.T) netip.AddrPort {
-	ip, port := harness.FreeAddr(t)
-	return netip.AddrPortFrom(ip, uint16(port))
-}
-
 // serving waits until a listener at addr answers ready.spartan over UDP
 // (from a socket of its own, so the test's client sees no extra reply).
 func serving(t *testing.T, addr netip.AddrPort) {
@@ -33,18 +27,8 @@ func serving(t *testing.T, addr netip.AddrPort) {
 	q := new(dns.Msg)
 	q.SetQuestion("ready.spartan.", dns.TypeA)
 	c := &dns.Client{Timeout: 50 * time.Millisecond}
-	waitFor(t, "the listener to answer", func() bool {
+	testkit.WaitFor(t, "the listener to answer", 5*time.Second, func() bool {
 		r, _, err := c.Exchange(q, addr.String())
 		return err == nil && len(r.Answer) == 1
 	})
-}
-
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/test/dnstest"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // A TCP listener whose run ends (killed, or shutdown) still answers the
@@ -17,7 +18,7 @@ func TestTCPCancelAnswersInFlight(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	up := dnstest.Start(t, "127.0.0.1", dnstest.Slow(delay, dnstest.Answer("10.9.9.9")))
 	fwd, cfg := forwarderTo(up.Addr)
-	addr := freeAddrPort(t)
+	addr := testkit.FreeAddrPort(t)
 	l := NewTCP(addr, fwd, cfg.Limits, zerolog.Nop())
 	defer l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -67,7 +68,7 @@ func TestTCPCancelAnswersInFlight(t *testing.T) {
 	}
 	// The connection is closed (EOF or reset, not a read timeout): no
 	// more queries are read.
-	if _, err := dnstest.WaitClosed(c.Conn, 3*time.Second); err != nil {
+	if _, err := testkit.WaitClosed(c.Conn, 3*time.Second); err != nil {
 		t.Errorf("connection after the run ended: %v", err)
 	}
 }
@@ -77,7 +78,7 @@ func TestTCPCancelAnswersInFlight(t *testing.T) {
 // connection.
 func TestTCPRestartRefusesNothing(t *testing.T) {
 	fwd, cfg := forwarderTo()
-	addr := freeAddrPort(t)
+	addr := testkit.FreeAddrPort(t)
 	l := NewTCP(addr, fwd, cfg.Limits, zerolog.Nop())
 	defer l.Close()
 

@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/test/dnstest"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // A UDP listener restarts without losing a query: queries in flight when
@@ -20,7 +21,7 @@ func TestUDPRestartLosesNothing(t *testing.T) {
 	const delay = 200 * time.Millisecond
 	up := dnstest.Start(t, "127.0.0.1", dnstest.Slow(delay, dnstest.Answer("10.9.9.9")))
 	fwd, _ := forwarderTo(up.Addr)
-	addr := freeAddrPort(t)
+	addr := testkit.FreeAddrPort(t)
 	l := NewUDP(addr, fwd, zerolog.Nop())
 	run := func() (context.CancelFunc, chan error) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -53,7 +54,7 @@ func TestUDPRestartLosesNothing(t *testing.T) {
 	cancel1, done1 := run()
 	serving(t, addr) // bound
 	ask(10)          // in flight when the run ends
-	waitFor(t, "10 queries upstream", func() bool { return up.Count() == 10 })
+	testkit.WaitFor(t, "10 queries upstream", 5*time.Second, func() bool { return up.Count() == 10 })
 	cancel1()
 	<-done1
 	ask(10) // between runs

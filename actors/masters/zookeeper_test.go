@@ -15,14 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spartan-dns/spartan/test/harness"
-
 	"github.com/spartan-dns/spartan/test/fakeclock"
 
 	"github.com/go-zookeeper/zk"
 	"github.com/rs/zerolog"
 
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/test/testkit"
 	"github.com/spartan-dns/spartan/test/zkharness"
 )
 
@@ -293,7 +292,7 @@ func TestZookeeperSessionExpiry(t *testing.T) {
 	mustCreate(t, c, infoPath(mesos, 1), masterInfoDoc("10.0.0.1"))
 
 	p := startProxy(t, z.Addr())
-	var logs harness.SyncBuffer
+	var logs testkit.SyncBuffer
 	cfg := zkConfig(t, p.addr(), mesos)
 	out := make(chan any, 100)
 	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), &logs)).Level(zerolog.DebugLevel)

@@ -115,17 +115,6 @@ func walk(n supervisor.Node, fn func(n supervisor.Node)) {
 	}
 }
 
-func find(root supervisor.Node, path string) (supervisor.Node, bool) {
-	var out supervisor.Node
-	found := false
-	walk(root, func(n supervisor.Node) {
-		if n.Path == path {
-			out, found = n, true
-		}
-	})
-	return out, found
-}
-
 func allRunning(root supervisor.Node) bool {
 	ok := true
 	walk(root, func(n supervisor.Node) { ok = ok && n.State == supervisor.StateRunning })
@@ -175,7 +164,7 @@ func (c *chaosRun) kill(path string) {
 	c.kills = append(c.kills, killEvent{time.Now(), path})
 	c.mu.Unlock()
 	c.waitTree(fmt.Sprintf("%s restarted (%d)", path, want), 15*time.Second, func(n supervisor.Node) bool {
-		m, ok := find(n, path)
+		m, ok := n.Find(path)
 		return ok && m.Restarts >= want
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spartan-dns/spartan/test/bindharness"
 	"github.com/spartan-dns/spartan/test/dnstest"
 	"github.com/spartan-dns/spartan/test/harness"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 const ioTimeout = 3 * time.Second
@@ -191,7 +192,7 @@ type fakeUpstream struct {
 
 func newFakeUpstream(t *testing.T, h handlerFunc) *fakeUpstream {
 	t.Helper()
-	ip, port := harness.FreeAddr(t)
+	ip, port := testkit.FreeAddr(t)
 	addr := netip.AddrPortFrom(ip, uint16(port))
 	u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 	if err != nil {

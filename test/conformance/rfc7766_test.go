@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/spartan-dns/spartan/test/bindharness"
 	"github.com/spartan-dns/spartan/test/dnstest"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // RFC 7766 §6.2.1.1: many queries may be sent on one connection without
@@ -198,7 +199,7 @@ func TestRFC7766_6_2_3_IdleTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		took, err := dnstest.WaitClosed(c, 4*time.Second)
+		took, err := testkit.WaitClosed(c, 4*time.Second)
 		if err != nil {
 			t.Fatalf("idle connection: %v", err)
 		}
@@ -219,7 +220,7 @@ func TestRFC7766_6_2_3_IdleTimeout(t *testing.T) {
 		if _, err := dnstest.ReadFrame(c); err != nil {
 			t.Fatalf("answer: %v", err)
 		}
-		took, err := dnstest.WaitClosed(c, 4*time.Second)
+		took, err := testkit.WaitClosed(c, 4*time.Second)
 		if err != nil {
 			t.Fatalf("idle connection after an answer: %v", err)
 		}

@@ -2,12 +2,9 @@ package dnstest
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 )
@@ -48,23 +45,4 @@ func ReadFrame(r io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
-}
-
-// WaitClosed reads (and discards) from c until the peer closes it, and
-// returns how long that took, or an error if it is still open after limit.
-func WaitClosed(c net.Conn, limit time.Duration) (time.Duration, error) {
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(limit))
-	buf := make([]byte, 4096)
-	for {
-		_, err := c.Read(buf)
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return time.Since(start), fmt.Errorf("still open after %v", limit)
-		}
-		return time.Since(start), nil
-	}
 }

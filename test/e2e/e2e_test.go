@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/spartan-dns/spartan/test/dnstest"
 	"github.com/spartan-dns/spartan/test/harness"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 func dig(t *testing.T, s *harness.Spartan, args ...string) string {
@@ -366,7 +367,7 @@ func TestOverloadShedding(t *testing.T) {
 	b, _ := m.Pack()
 	_, _ = tc.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
 	// Closed, not merely unanswered: a read timeout is not closure.
-	if _, err := dnstest.WaitClosed(tc, 2*time.Second); err != nil {
+	if _, err := testkit.WaitClosed(tc, 2*time.Second); err != nil {
 		t.Fatalf("TCP query over handler_limit: want the connection closed: %v", err)
 	}
 	if n := metric("spartan_shed_queries_total"); n != 17 {
@@ -439,14 +440,10 @@ func indexOf(xs []string, x string) int {
 	return -1
 }
 
+// waitFor waits up to 3 s for cond.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(3 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, what, 3*time.Second, cond)
 }
 
 // TestKillListenerWhileOthersServe kills one listener through spartanctl
@@ -454,7 +451,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // killed one is restarted alone and serves again.
 func TestKillListenerWhileOthersServe(t *testing.T) {
 	up := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.1.0.8"))
-	ip1, port := harness.FreeAddr(t)
+	ip1, port := testkit.FreeAddr(t)
 	ip2 := netip.AddrFrom4([4]byte{127, 1, ip1.As4()[2], ip1.As4()[3]}) // another loopback IP, same port
 	s := harness.Start(t, harness.Options{Config: map[string]any{
 		"upstream_resolvers": addrs(up),

@@ -5,12 +5,9 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -22,6 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 var (
@@ -99,7 +97,7 @@ type Spartan struct {
 	CtlSocket  string
 	HTTPAddr   string // "" unless Options.HTTP
 	CtlBin     string
-	log        *SyncBuffer
+	log        *testkit.SyncBuffer
 	done       chan struct{}
 	stopOnce   sync.Once
 	exitCode   int
@@ -110,7 +108,7 @@ func Start(t testing.TB, opt Options) *Spartan {
 	t.Helper()
 	bin, ctl := Build(t)
 	dir := t.TempDir()
-	ip, port := FreeAddr(t)
+	ip, port := testkit.FreeAddr(t)
 	cfg := map[string]any{
 		"bind_ips":           []string{ip.String()},
 		"udp_port":           port,
@@ -121,9 +119,9 @@ func Start(t testing.TB, opt Options) *Spartan {
 		"master_source":      "none",
 		"upstream_resolvers": []string{"127.0.0.1:1"}, // never the host's resolver
 	}
-	s := &Spartan{CtlBin: ctl, done: make(chan struct{}), log: &SyncBuffer{}}
+	s := &Spartan{CtlBin: ctl, done: make(chan struct{}), log: &testkit.SyncBuffer{}}
 	if opt.HTTP {
-		cfg["http_listen"] = netip.AddrPortFrom(ip, uint16(FreePort(t, ip, "tcp"))).String()
+		cfg["http_listen"] = netip.AddrPortFrom(ip, uint16(testkit.FreePort(t, ip, "tcp"))).String()
 	}
 	for k, v := range opt.Config {
 		cfg[k] = v
@@ -258,48 +256,6 @@ func exitCode(err error) int {
 	return -1
 }
 
-// FreeAddr returns a random loopback IP in 127.64.0.0/10 and a port free on
-// it for both UDP and TCP. Distinct IPs keep parallel test packages apart.
-func FreeAddr(t testing.TB) (netip.Addr, int) {
-	t.Helper()
-	for range 100 {
-		ip := netip.AddrFrom4([4]byte{127, byte(64 + rand.IntN(64)), byte(rand.IntN(256)), byte(1 + rand.IntN(254))})
-		u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-		if err != nil {
-			continue
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", netip.AddrPortFrom(ip, uint16(port)).String())
-		u.Close()
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return ip, port
-	}
-	t.Fatal("harness: no free loopback address")
-	return netip.Addr{}, 0
-}
-
-// FreePort returns a free port on ip for network "tcp" or "udp".
-func FreePort(t testing.TB, ip netip.Addr, network string) int {
-	t.Helper()
-	if network == "udp" {
-		u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer u.Close()
-		return u.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Query sends one query for name/qtype to addr over UDP (or TCP) with a
 // miekg/dns client and returns the reply.
 func Query(addr netip.AddrPort, name string, qtype uint16, tcp bool, timeout time.Duration) (*dns.Msg, error) {
@@ -368,25 +324,4 @@ func Threads(pid int) int {
 		return -1
 	}
 	return len(ents)
-}
-
-// SyncBuffer is a bytes.Buffer safe for concurrent writers (a logger) and
-// readers (the test).
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// String returns everything written so far.
-func (b *SyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

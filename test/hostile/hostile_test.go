@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/spartan-dns/spartan/test/dnstest"
 	"github.com/spartan-dns/spartan/test/harness"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // Limits small enough to reach in a test.
@@ -326,7 +327,7 @@ func TestHostileTCPClients(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if took, err := dnstest.WaitClosed(c, 4*time.Second); err != nil {
+				if took, err := testkit.WaitClosed(c, 4*time.Second); err != nil {
 					t.Errorf("slowloris connection %d: %v", i, err)
 				} else if took > 3*time.Second {
 					t.Errorf("slowloris connection %d held %v (read timeout 1s)", i, took)
@@ -371,7 +372,7 @@ func TestHostileTCPClients(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := dnstest.WaitClosed(c, 300*time.Millisecond); err != nil {
+				if _, err := testkit.WaitClosed(c, 300*time.Millisecond); err != nil {
 					mu.Lock()
 					open++
 					mu.Unlock()
@@ -409,7 +410,7 @@ func TestHostileTCPClients(t *testing.T) {
 		// Wait, without reading, for Spartan to give up: its write deadline
 		// (tcp_read_timeout, 1s) passes and it must close. Only then drain.
 		time.Sleep(3 * time.Second)
-		took, err := dnstest.WaitClosed(c, 5*time.Second)
+		took, err := testkit.WaitClosed(c, 5*time.Second)
 		if err != nil {
 			t.Errorf("connection of a client that never reads is still open 3s+%v later", took)
 		}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/spartan-dns/spartan/test/dnstest"
-	"github.com/spartan-dns/spartan/test/harness"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 // Answers of the in-process upstream: goodIP is the only right one, badIP
@@ -46,7 +46,7 @@ type upstream struct {
 
 func newUpstream(t *testing.T) *upstream {
 	t.Helper()
-	ip, port := harness.FreeAddr(t)
+	ip, port := testkit.FreeAddr(t)
 	addr := netip.AddrPortFrom(ip, uint16(port))
 	u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spartan-dns/spartan/test/harness"
 	"github.com/spartan-dns/spartan/test/netns"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
 var bindIPs = []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"}
@@ -29,7 +30,7 @@ var bindIPs = []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"}
 type daemon struct {
 	cmd     *exec.Cmd
 	cfgPath string
-	log     *harness.SyncBuffer
+	log     *testkit.SyncBuffer
 	done    chan struct{}
 	code    int
 }
@@ -50,7 +51,7 @@ func startDaemon(t *testing.T, n *netns.NS, cfg map[string]any, env ...string) *
 		cfg["upstream_resolvers"] = []string{"127.0.0.1:1"}
 	}
 	data, _ := json.MarshalIndent(cfg, "", "  ")
-	d := &daemon{cfgPath: filepath.Join(dir, "spartan.json"), log: &harness.SyncBuffer{}, done: make(chan struct{})}
+	d := &daemon{cfgPath: filepath.Join(dir, "spartan.json"), log: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	if err := os.WriteFile(d.cfgPath, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +349,7 @@ func TestDaemonNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ip, port := harness.FreeAddr(t)
+	ip, port := testkit.FreeAddr(t)
 	d := startDaemon(t, nil, map[string]any{
 		"bind_ips":  []string{ip.String()},
 		"udp_port":  port,
