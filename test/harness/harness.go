@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/spartan-dns/spartan/test/netns"
 	"github.com/spartan-dns/spartan/test/testkit"
 )
 
@@ -79,12 +80,16 @@ type Options struct {
 	HTTP bool
 	// Env is added to the daemon's environment.
 	Env []string
-	// Wrap, when set, is the command prefix that runs the daemon (e.g.
-	// "ip", "netns", "exec", NAME).
-	Wrap []string
 	// NoWait returns as soon as the process started, without waiting for
 	// ready.spartan (for tests of startup failures).
 	NoWait bool
+	// NS runs the daemon inside this network namespace (through `ip netns
+	// exec`, so the PID is still the daemon's): its bind IPs and ports are
+	// the namespace's, and Start waits for ready.spartan from inside it.
+	NS *netns.NS
+	// AnyExit says the test expects the daemon may exit non-zero by itself
+	// (a watchdog exit): cleanup stops it but does not fail on its code.
+	AnyExit bool
 	// LogLevel defaults to "info".
 	LogLevel string
 }
@@ -145,7 +150,10 @@ func Start(t testing.TB, opt Options) *Spartan {
 	if level == "" {
 		level = "info"
 	}
-	argv := append(append([]string{}, opt.Wrap...), bin, "-config", s.ConfigPath, "-log-level", level)
+	argv := []string{bin, "-config", s.ConfigPath, "-log-level", level}
+	if opt.NS != nil {
+		argv = append([]string{"ip", "netns", "exec", opt.NS.Name}, argv...)
+	}
 	s.Cmd = exec.Command(argv[0], argv[1:]...)
 	s.Cmd.Env = append(os.Environ(), opt.Env...)
 	s.Cmd.Stdout = s.log
@@ -159,8 +167,10 @@ func Start(t testing.TB, opt Options) *Spartan {
 		close(s.done)
 	}()
 	t.Cleanup(func() {
-		if code := s.Stop(); code != 0 {
+		if code := s.Stop(); code != 0 && !opt.AnyExit {
 			t.Errorf("spartan exited %d at cleanup; log tail:\n%s", code, s.LogTail(30))
+		} else if t.Failed() {
+			t.Logf("spartan log tail:\n%s", s.LogTail(40))
 		}
 	})
 	if opt.NoWait {
@@ -171,7 +181,7 @@ func Start(t testing.TB, opt Options) *Spartan {
 		if s.Exited() {
 			t.Fatalf("spartan exited %d during startup; log:\n%s", s.exitCode, s.LogTail(40))
 		}
-		if _, err := Query(s.Addr, "ready.spartan.", dns.TypeA, false, 200*time.Millisecond); err == nil {
+		if s.ready(opt.NS) == nil {
 			return s
 		}
 		if time.Now().After(deadline) {
@@ -179,6 +189,19 @@ func Start(t testing.TB, opt Options) *Spartan {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ready asks ready.spartan once, from inside ns when it is set (a socket
+// opened there stays there).
+func (s *Spartan) ready(ns *netns.NS) error {
+	ask := func() error {
+		_, err := Query(s.Addr, "ready.spartan.", dns.TypeA, false, 200*time.Millisecond)
+		return err
+	}
+	if ns == nil {
+		return ask()
+	}
+	return ns.Do(ask)
 }
 
 // Stop sends SIGTERM, waits up to 15 s (then SIGKILL) and returns the exit

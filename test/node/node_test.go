@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -24,99 +23,13 @@ import (
 
 var bindIPs = []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"}
 
-// daemon is a spartan process these tests start themselves (rather than
-// through harness.Start) because some of them expect it to exit non-zero
-// and all of them wait for readiness inside a namespace.
-type daemon struct {
-	cmd     *exec.Cmd
-	cfgPath string
-	log     *testkit.SyncBuffer
-	done    chan struct{}
-	code    int
-}
-
-// startDaemon writes cfg and runs spartan, under `ip netns exec` when n is
-// not nil. It is stopped at cleanup if still running.
-func startDaemon(t *testing.T, n *netns.NS, cfg map[string]any, env ...string) *daemon {
+// startDaemon runs spartan through the harness, inside n when n is not nil,
+// with cfg over the harness defaults. The daemon may exit non-zero by
+// itself (TestDaemonWatchdogExit); the tests check its exit code where it
+// matters.
+func startDaemon(t *testing.T, n *netns.NS, cfg map[string]any, env ...string) *harness.Spartan {
 	t.Helper()
-	bin, _ := harness.Build(t)
-	dir := t.TempDir()
-	if _, ok := cfg["ctl_socket"]; !ok {
-		cfg["ctl_socket"] = filepath.Join(dir, "spartanctl.sock")
-	}
-	if _, ok := cfg["http_listen"]; !ok {
-		cfg["http_listen"] = ""
-	}
-	if _, ok := cfg["upstream_resolvers"]; !ok {
-		cfg["upstream_resolvers"] = []string{"127.0.0.1:1"}
-	}
-	data, _ := json.MarshalIndent(cfg, "", "  ")
-	d := &daemon{cfgPath: filepath.Join(dir, "spartan.json"), log: &testkit.SyncBuffer{}, done: make(chan struct{})}
-	if err := os.WriteFile(d.cfgPath, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	argv := []string{bin, "-config", d.cfgPath, "-log-level", "debug"}
-	if n != nil {
-		argv = append([]string{"ip", "netns", "exec", n.Name}, argv...)
-	}
-	d.cmd = exec.Command(argv[0], argv[1:]...)
-	d.cmd.Env = append(os.Environ(), env...)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start spartan: %v", err)
-	}
-	go func() {
-		err := d.cmd.Wait()
-		d.code = 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			d.code = ee.ExitCode()
-		} else if err != nil {
-			d.code = -2
-		}
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.stop()
-		if t.Failed() {
-			t.Logf("spartan log tail:\n%s", tail(d.log.String(), 40))
-		}
-	})
-	return d
-}
-
-// stop sends SIGTERM (ip netns exec execs spartan, so the PID is spartan's)
-// and returns the exit code.
-func (d *daemon) stop() int {
-	select {
-	case <-d.done:
-		return d.code
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(15 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-	}
-	return d.code
-}
-
-func (d *daemon) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return harness.Start(t, harness.Options{NS: n, Config: cfg, Env: env, LogLevel: "debug", AnyExit: true})
 }
 
 // ctl runs spartanctl, inside n when n is not nil, and returns its combined
@@ -143,7 +56,7 @@ func ctl(t *testing.T, n *netns.NS, env []string, args ...string) (string, int) 
 }
 
 // waitCheck waits until `spartanctl check -addr addr` passes (inside n).
-func waitCheck(t *testing.T, n *netns.NS, d *daemon, addr string, limit time.Duration) time.Duration {
+func waitCheck(t *testing.T, n *netns.NS, d *harness.Spartan, addr string, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -151,8 +64,8 @@ func waitCheck(t *testing.T, n *netns.NS, d *daemon, addr string, limit time.Dur
 		if code == 0 {
 			return time.Since(start)
 		}
-		if d != nil && d.exited() {
-			t.Fatalf("spartan exited %d; last check: %s", d.code, out)
+		if d != nil && d.Exited() {
+			t.Fatalf("spartan exited %d; last check: %s", d.Wait(0), out)
 		}
 		if time.Since(start) > limit {
 			t.Fatalf("spartanctl check -addr %s still failing after %v: %s", addr, limit, out)
@@ -265,7 +178,7 @@ func TestDaemonInNamespace(t *testing.T) {
 		if kind != want {
 			t.Fatalf("link kind %q, want %q (dummy supported: %v)", kind, want, hasDummy)
 		}
-		if !strings.Contains(d.log.String(), `"kind":"`+want+`"`) {
+		if !strings.Contains(d.Log(), `"kind":"`+want+`"`) {
 			t.Fatalf("daemon log does not say the link kind %q", want)
 		}
 	})
@@ -302,7 +215,7 @@ func TestDaemonInNamespace(t *testing.T) {
 		// Inside `ip netns exec`, /etc/resolv.conf is a bind mount of
 		// resolv: rename onto it fails with EBUSY and genresolv must write
 		// in place, which is what lands in resolv.
-		out, code := ctl(t, n, nil, "genresolv", "-config", d.cfgPath, "-search", "example.test", "/etc/resolv.conf")
+		out, code := ctl(t, n, nil, "genresolv", "-config", d.ConfigPath, "-search", "example.test", "/etc/resolv.conf")
 		if code != 0 {
 			t.Fatalf("genresolv = %d: %s", code, out)
 		}
@@ -326,10 +239,10 @@ func TestDaemonInNamespace(t *testing.T) {
 		}
 	})
 	t.Run("genresolv falls back when spartan is down", func(t *testing.T) {
-		if code := d.stop(); code != 0 {
+		if code := d.Stop(); code != 0 {
 			t.Fatalf("spartan exited %d on SIGTERM", code)
 		}
-		out, code := ctl(t, n, []string{"RESOLVERS=192.0.2.7,192.0.2.8:5353"}, "genresolv", "-config", d.cfgPath, "/etc/resolv.conf")
+		out, code := ctl(t, n, []string{"RESOLVERS=192.0.2.7,192.0.2.8:5353"}, "genresolv", "-config", d.ConfigPath, "/etc/resolv.conf")
 		if code != 0 {
 			t.Fatalf("genresolv = %d: %s", code, out)
 		}
@@ -380,7 +293,7 @@ func TestDaemonNotify(t *testing.T) {
 	if out, code := ctl(t, nil, nil, "check", "-addr", netip.AddrPortFrom(ip, uint16(port)).String()); code != 0 {
 		t.Fatalf("check after READY=1: %s", out)
 	}
-	if code := d.stop(); code != 0 {
+	if code := d.Stop(); code != 0 {
 		t.Fatalf("exit %d on SIGTERM", code)
 	}
 }
@@ -416,14 +329,13 @@ func TestDaemonWatchdogExit(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	n.MustRun(t, "ip", "addr", "del", "198.51.100.1/32", "dev", "spartan")
 	removed := time.Now()
-	select {
-	case <-d.done:
-	case <-time.After(grace + 10*time.Second):
+	code := d.Wait(grace + 10*time.Second)
+	if code == -1 {
 		t.Fatalf("still running %v after its address went away (grace %v)", time.Since(removed), grace)
 	}
 	took := time.Since(removed)
-	t.Logf("exited %d after %v (grace %v)", d.code, took, grace)
-	if d.code == 0 {
+	t.Logf("exited %d after %v (grace %v)", code, took, grace)
+	if code == 0 {
 		t.Fatal("exit code 0: a service manager would not treat this as a failure")
 	}
 	if took < grace-100*time.Millisecond {
