@@ -257,7 +257,7 @@ func TestZookeeperRestart(t *testing.T) {
 	mustCreate(t, c, infoPath(mesos, 2), masterInfoDoc("10.0.0.2"))
 	d := waitMasters(t, out, 10*time.Second, "10.0.0.1", "10.0.0.2")
 	t.Logf("change made right after a server restart: visible %v after the restart (%v after the change)", time.Since(changed), d)
-	d = waitFor(t, out, func() { mustDelete(t, c, infoPath(mesos, 1)) }, changeTimeout, "10.0.0.2")
+	d = changeAndWait(t, out, func() { mustDelete(t, c, infoPath(mesos, 1)) }, changeTimeout, "10.0.0.2")
 	t.Logf("after the restart, a delete shows up in %v", d)
 
 	// 2. Down: a poll fails (after the library gives up on the
@@ -277,7 +277,7 @@ func TestZookeeperRestart(t *testing.T) {
 	up := time.Now()
 	waitMasters(t, out, 10*time.Second, "10.0.0.2")
 	t.Logf("after an outage, masters reported %v after the server came back", time.Since(up))
-	waitFor(t, out, func() { mustCreate(t, c, infoPath(mesos, 3), masterInfoDoc("10.0.0.3")) }, changeTimeout, "10.0.0.2", "10.0.0.3")
+	changeAndWait(t, out, func() { mustCreate(t, c, infoPath(mesos, 3), masterInfoDoc("10.0.0.3")) }, changeTimeout, "10.0.0.2", "10.0.0.3")
 }
 
 // TestZookeeperSessionExpiry partitions the watcher from the server for
@@ -311,9 +311,9 @@ func TestZookeeperSessionExpiry(t *testing.T) {
 	if !strings.Contains(logs.String(), "session has been expired") {
 		t.Fatalf("the session did not expire; the test proved nothing. Logs:\n%s", logs.String())
 	}
-	d := waitFor(t, out, func() { mustDelete(t, c, infoPath(mesos, 1)) }, changeTimeout, "10.0.0.2")
+	d := changeAndWait(t, out, func() { mustDelete(t, c, infoPath(mesos, 1)) }, changeTimeout, "10.0.0.2")
 	t.Logf("on the new session, a delete shows up in %v", d)
-	d = waitFor(t, out, func() { mustSet(t, c, infoPath(mesos, 2), masterInfoDoc("10.0.0.3")) }, changeTimeout, "10.0.0.3")
+	d = changeAndWait(t, out, func() { mustSet(t, c, infoPath(mesos, 2), masterInfoDoc("10.0.0.3")) }, changeTimeout, "10.0.0.3")
 	t.Logf("on the new session, a data change shows up in %v", d)
 }
 
@@ -434,8 +434,8 @@ func TestZookeeperServers(t *testing.T) {
 	}
 }
 
-// waitFor applies change and waits for want, returning how long it took.
-func waitFor(t *testing.T, out <-chan any, change func(), timeout time.Duration, want ...string) time.Duration {
+// changeAndWait applies change and waits for want, returning how long it took.
+func changeAndWait(t *testing.T, out <-chan any, change func(), timeout time.Duration, want ...string) time.Duration {
 	t.Helper()
 	settle(out)
 	start := time.Now()
