@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spartan-dns/spartan/actors/config"
+
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // Dialer opens the socket for one upstream query. A fresh socket per query
@@ -42,7 +44,7 @@ func (netDialer) Dial(network string, addr netip.AddrPort, deadline time.Time) (
 // result is one upstream's answer to the race: a validated reply (owned by
 // the receiver) or the error that ended the attempt.
 type result struct {
-	u     *config.Upstream
+	u     *state.Upstream
 	reply []byte
 	err   error
 }
@@ -102,7 +104,7 @@ const (
 // exchange sends q to u with a fresh ID and reads until a valid reply, the
 // deadline, or (once the race is over) LoserGrace. It records the outcome in
 // u's counters and sends exactly one result to out, which has room for it.
-func (f *Forwarder) exchange(st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, hedge time.Duration, deadline time.Time, limits config.LimitsConfig, out chan<- result) {
+func (f *Forwarder) exchange(st *raceState, u *state.Upstream, q []byte, qEnd int, tcp bool, hedge time.Duration, deadline time.Time, limits config.LimitsConfig, out chan<- result) {
 	network := "udp"
 	if tcp {
 		network = "tcp"
@@ -118,7 +120,7 @@ func (f *Forwarder) exchange(st *raceState, u *config.Upstream, q []byte, qEnd i
 	conn.Close() // after delivering: closing is not on the client's path
 }
 
-func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, hedge time.Duration, deadline time.Time, limits config.LimitsConfig) ([]byte, error) {
+func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *state.Upstream, q []byte, qEnd int, tcp bool, hedge time.Duration, deadline time.Time, limits config.LimitsConfig) ([]byte, error) {
 	var err error
 	// The upstream gets the client's query byte for byte but for a fresh
 	// random ID (RFC 5452), framed when it goes over TCP.

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // Forwarder answers queries. It holds no mutable configuration: every query
 // loads the current snapshot from the store once.
 type Forwarder struct {
-	store *config.Store
+	store *state.Store
 	log   zerolog.Logger
 	Stats *Stats
 
@@ -41,7 +41,7 @@ type Forwarder struct {
 }
 
 // New returns a forwarder reading snapshots from store.
-func New(store *config.Store, log zerolog.Logger) *Forwarder {
+func New(store *state.Store, log zerolog.Logger) *Forwarder {
 	return &Forwarder{
 		store:      store,
 		log:        log,
@@ -90,10 +90,10 @@ func (f *Forwarder) Handle(q []byte, tcp bool) []byte {
 // once (nil: drop it) or a route to race.
 type plan struct {
 	reply []byte
-	snap  *config.Snapshot
+	snap  *state.Snapshot
 	kind  RouteKind
-	route *config.Route // nil: answered (or dropped) without an upstream
-	qEnd  int           // end of the question section
+	route *state.Route // nil: answered (or dropped) without an upstream
+	qEnd  int          // end of the question section
 }
 
 // classify validates q, answers what needs no upstream (bad input, local
@@ -135,7 +135,7 @@ func (f *Forwarder) classify(q []byte) plan {
 // hedgeFor returns the hedge delay for a query on r: the route's estimate
 // from its upstreams' recent latencies, capped at f.Hedge, which is also
 // the delay while there is no estimate.
-func (f *Forwarder) hedgeFor(r *config.Route) time.Duration {
+func (f *Forwarder) hedgeFor(r *state.Route) time.Duration {
 	if h := r.Hedge(); h > 0 && h < f.Hedge {
 		return h
 	}
@@ -144,8 +144,8 @@ func (f *Forwarder) hedgeFor(r *config.Route) time.Duration {
 
 // Route returns the upstream route for a lower-case FQDN that is not in a
 // local zone, and its kind.
-func Route(snap *config.Snapshot, name string) (RouteKind, *config.Route) {
-	if config.InZone(name, "mesos.") {
+func Route(snap *state.Snapshot, name string) (RouteKind, *state.Route) {
+	if state.InZone(name, "mesos.") {
 		return RouteMesos, snap.Mesos
 	}
 	if r := snap.Zone(name); r != nil {

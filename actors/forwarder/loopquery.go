@@ -4,7 +4,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +36,7 @@ type loopQuery struct {
 // (upsock.go): connected, so the kernel drops packets from any other source
 // and reports an ICMP error (the upstream refusing) as a failed read.
 type loopAttempt struct {
-	u     *config.Upstream
+	u     *state.Upstream
 	sock  int32 // index in the loop's socket pool; -1 once settled
 	id    uint16
 	state attemptState

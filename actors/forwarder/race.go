@@ -3,7 +3,7 @@ package forwarder
 import (
 	"time"
 
-	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // race sends q to the chosen upstreams of route, one goroutine per attempt
@@ -12,7 +12,7 @@ import (
 //
 // Losers keep reading after the race (bounded by LoserGrace) so their
 // health is counted; they deliver into out, which has room for all of them.
-func (f *Forwarder) race(snap *config.Snapshot, route *config.Route, q []byte, qEnd int, tcp bool) ([]byte, Outcome) {
+func (f *Forwarder) race(snap *state.Snapshot, route *state.Route, q []byte, qEnd int, tcp bool) ([]byte, Outcome) {
 	start := time.Now()
 	timeout := snap.Config.UpstreamTimeout
 	hedgeDelay := f.hedgeFor(route)

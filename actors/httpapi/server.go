@@ -19,8 +19,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
-	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // Server timeouts. A /v1 lookup waits at most upstream_timeout (and an SRV
@@ -40,7 +40,7 @@ const (
 type Options struct {
 	Addr      string // http_listen, "ip:port"
 	Version   string // for /v1/version
-	Store     *config.Store
+	Store     *state.Store
 	Forwarder *forwarder.Forwarder
 	Metrics   *Metrics
 }
@@ -406,7 +406,7 @@ func (s *Server) records(w http.ResponseWriter, _ *http.Request) {
 
 // LocalRecords lists every record of Spartan's local zones, sorted by
 // name, type and value.
-func LocalRecords(snap *config.Snapshot) []Record {
+func LocalRecords(snap *state.Snapshot) []Record {
 	out := []Record{}
 	for _, zone := range forwarder.LocalZones {
 		for _, rrs := range forwarder.LocalRecords(snap, zone) {

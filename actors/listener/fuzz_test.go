@@ -19,6 +19,7 @@ import (
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/listener"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // Fuzz targets for the listeners: whatever a client sends, the listener
@@ -40,7 +41,7 @@ func fzLimits() config.LimitsConfig {
 func fzForwarder() *forwarder.Forwarder {
 	cfg := config.Default() // no upstream_resolvers, no forward_zones, no masters
 	cfg.Limits = fzLimits()
-	return forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+	return forwarder.New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop())
 }
 
 // fzAddr returns a free port on a random 127/8 address. Fuzzing runs one

@@ -12,6 +12,7 @@ import (
 	"github.com/spartan-dns/spartan/actors/iface"
 	"github.com/spartan-dns/spartan/actors/listener"
 	"github.com/spartan-dns/spartan/actors/masters"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/actors/watchdog"
 	"github.com/spartan-dns/spartan/supervisor"
 )
@@ -34,7 +35,7 @@ const healthTick = 100 * time.Millisecond
 type daemon struct {
 	cfg   *config.Config
 	log   zerolog.Logger
-	store *config.Store
+	store *state.Store
 	fwd   *forwarder.Forwarder
 	tree  *supervisor.Tree
 	udp   []*listener.UDP
@@ -46,19 +47,19 @@ type daemon struct {
 }
 
 func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
-	reg := config.NewRegistry()
-	d := &daemon{cfg: cfg, log: log, store: config.NewStore(cfg, reg), failed: make(chan int, 1)}
+	reg := state.NewRegistry()
+	d := &daemon{cfg: cfg, log: log, store: state.NewStore(cfg, reg), failed: make(chan int, 1)}
 	d.fwd = forwarder.New(d.store, log)
 	d.tree = supervisor.New("spartan", rootOpts, log)
 	root := d.tree.Root()
 
 	// State: the config actor and the watcher that feeds it.
 	inbox := make(chan any, 16)
-	state := root.Supervisor("state", groupOpts)
-	state.Actor("config", config.NewActor(d.store, reg, inbox, healthTick, time.Now, log.With().Str("actor", "config").Logger()))
+	stateSup := root.Supervisor("state", groupOpts)
+	stateSup.Actor("config", state.NewActor(d.store, reg, inbox, healthTick, time.Now, log.With().Str("actor", "config").Logger()))
 	lookup := masters.UpstreamLookup(cfg.UpstreamResolvers, 2*time.Second)
 	if w := masters.New(cfg, inbox, lookup, log.With().Str("actor", "masters").Logger(), masters.RealClock{}); w != nil {
-		state.Actor("masters", w)
+		stateSup.Actor("masters", w)
 	}
 
 	// DNS: a UDP and a TCP listener per bind IP.

@@ -1,4 +1,4 @@
-package config
+package state
 
 import (
 	"net/netip"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/msg"
 )
 
@@ -16,7 +17,7 @@ func (c *fakeClock) now() time.Time { return c.t }
 
 func newTestActor(t *testing.T) (*Actor, *Store, *fakeClock) {
 	t.Helper()
-	cfg := Default()
+	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53"), netip.MustParseAddrPort("127.0.0.2:53")}
 	reg := NewRegistry()
 	store := NewStore(cfg, reg)

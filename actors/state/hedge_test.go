@@ -1,4 +1,4 @@
-package config
+package state
 
 import (
 	"net/netip"
@@ -6,11 +6,12 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/test/fakeclock"
 )
 
 func TestRouteHedgeFollowsRecentLatency(t *testing.T) {
-	cfg := Default()
+	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53"), netip.MustParseAddrPort("127.0.0.2:53")}
 	reg := NewRegistry()
 	store := NewStore(cfg, reg)

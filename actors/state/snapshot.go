@@ -1,10 +1,12 @@
-package config
+package state
 
 import (
 	"net/netip"
 	"sort"
 	"strings"
 	"sync/atomic"
+
+	"github.com/spartan-dns/spartan/actors/config"
 )
 
 // Snapshot is the immutable state the query path reads. The config actor
@@ -12,7 +14,7 @@ import (
 // nothing in a published Snapshot is ever modified (upstream health lives in
 // the atomics of *Upstream, which the snapshot only points at).
 type Snapshot struct {
-	Config  *Config
+	Config  *config.Config
 	Masters []netip.Addr // deduplicated, sorted
 	ZK      []netip.Addr // zk-1..zk-5 in order; nil when no masters are known
 
@@ -80,7 +82,7 @@ func (s *Store) Load() *Snapshot { return s.p.Load() }
 func (s *Store) Publish(snap *Snapshot) { s.p.Store(snap) }
 
 // NewStore returns a store holding the snapshot built from cfg with no masters.
-func NewStore(cfg *Config, reg *Registry) *Store {
+func NewStore(cfg *config.Config, reg *Registry) *Store {
 	s := &Store{}
 	s.Publish(Build(cfg, nil, reg))
 	return s
@@ -88,7 +90,7 @@ func NewStore(cfg *Config, reg *Registry) *Store {
 
 // Build assembles a snapshot. Upstream objects come from reg so that their
 // counters and health survive across snapshots.
-func Build(cfg *Config, masters []netip.Addr, reg *Registry) *Snapshot {
+func Build(cfg *config.Config, masters []netip.Addr, reg *Registry) *Snapshot {
 	s := &Snapshot{Config: cfg, Masters: masters}
 	seen := map[*Upstream]bool{}
 	route := func(name string, addrs []netip.AddrPort) *Route {
