@@ -1,7 +1,12 @@
-// Package config holds Spartan's configuration: the parsed file (Config),
-// the immutable snapshot the query path reads (Snapshot, Store), and the
-// config actor that owns the mutable state (masters, upstream health) and
-// publishes new snapshots.
+// Package config turns Spartan's configuration file and the overriding
+// environment into a validated Config, and nothing else: the live state
+// built from it (snapshots, upstream health, the config actor) is in
+// actors/state.
+//
+// Where each step lives: load.go (Load, Parse), json.go (the document),
+// keys.go (the key table), valid.go and addrs.go (value validators),
+// env.go (environment overrides), checks.go (cross-key checks),
+// resolvconf.go (the default upstreams).
 package config
 
 import (
@@ -10,7 +15,8 @@ import (
 )
 
 // Config is the parsed and validated configuration file. It never changes
-// after Load returns; everything that changes at run time lives in Snapshot.
+// after Load returns; everything that changes at run time lives in
+// state.Snapshot.
 type Config struct {
 	UpstreamResolvers []netip.AddrPort            // upstream_resolvers
 	ForwardZones      map[string][]netip.AddrPort // forward_zones: lower-case FQDN ("example.com.") -> upstreams
