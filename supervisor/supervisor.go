@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/thejerf/suture/v4"
 )
 
@@ -80,8 +81,8 @@ type Node struct {
 // Tree is a supervision tree. Build it with Root().Supervisor/Actor, then
 // call Serve once.
 type Tree struct {
-	log zerolog.Logger
-	now func() time.Time
+	log   zerolog.Logger
+	clock clock.Clock // uptimes; tests replace it
 
 	// mu guards every node's bookkeeping and the fields below. Nothing on a
 	// DNS hot path takes it: only wrappers starting/ending, suture events,
@@ -144,7 +145,7 @@ func New(rootName string, opts Options, log zerolog.Logger) *Tree {
 	checkName(rootName)
 	t := &Tree{
 		log:       log,
-		now:       time.Now,
+		clock:     clock.Real{},
 		byPath:    make(map[string]*node),
 		supByName: make(map[string]*node),
 	}
@@ -301,7 +302,7 @@ func (n *node) serveSupervisor(ctx context.Context) error {
 	t.mu.Lock()
 	n.cur = r
 	n.phase = phaseRunning
-	r.started = t.now()
+	r.started = t.clock.Now()
 	n.backoff = false
 	for _, c := range n.children {
 		if c.pending {
@@ -393,7 +394,7 @@ func (n *node) serveActor(ctx context.Context) error {
 	t.mu.Lock()
 	n.innerDone = done
 	n.phase = phaseRunning
-	r.started = t.now()
+	r.started = t.clock.Now()
 	t.mu.Unlock()
 
 	go func() {
@@ -566,7 +567,7 @@ func (t *Tree) failed(path string, restarting bool, failures, threshold float64,
 func (t *Tree) Snapshot() Node {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.snapshot(t.root, "", t.now())
+	return t.snapshot(t.root, "", t.clock.Now())
 }
 
 func (t *Tree) snapshot(n *node, parentState string, now time.Time) Node {

@@ -5,10 +5,10 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 
 	"github.com/spartan-dns/spartan/actors/state"
@@ -26,7 +26,7 @@ func upstreamsWithScores(scores ...int) []*state.Upstream {
 	for i, s := range scores {
 		store.Load().Default.Upstreams[i].Failures.Add(uint64(s))
 	}
-	state.NewActor(store, reg, nil, 0, time.Now, zerolog.Nop()).UpdateHealth()
+	state.NewActor(store, reg, nil, 0, clock.Real{}, zerolog.Nop()).UpdateHealth()
 	return store.Load().Default.Upstreams
 }
 

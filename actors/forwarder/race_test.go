@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/state"
@@ -28,7 +29,7 @@ func setup(t *testing.T, timeout time.Duration, ups ...*dnstest.Upstream) (*forw
 	store := state.NewStore(cfg, reg)
 	f := forwarder.New(store, zerolog.Nop())
 	f.LoserGrace = 200 * time.Millisecond
-	return f, state.NewActor(store, reg, nil, time.Hour, time.Now, zerolog.Nop()), store
+	return f, state.NewActor(store, reg, nil, time.Hour, clock.Real{}, zerolog.Nop()), store
 }
 
 func query(t *testing.T, name string, qtype uint16) (*dns.Msg, []byte) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spartan-dns/spartan/test/fakeclock"
 
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/msg"
 )
@@ -194,7 +195,7 @@ func TestExhibitorRealClock(t *testing.T) {
 	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
 	cfg.MastersRefreshNormal = 400 * time.Millisecond
 	cfg.MastersRefreshFail = 20 * time.Millisecond
-	out := start(t, cfg, nil, RealClock{})
+	out := start(t, cfg, nil, clock.Real{})
 
 	count := func(d time.Duration) (masters, failed int) {
 		end := time.After(d)
@@ -236,7 +237,7 @@ func TestChangeLatencyPolled(t *testing.T) {
 	cfg := testConfig("exhibitor_uri")
 	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
 	cfg.MastersRefreshNormal = normal
-	out := start(t, cfg, nil, RealClock{})
+	out := start(t, cfg, nil, clock.Real{})
 	waitMasters(t, out, time.Second, "10.0.0.1")
 
 	var worst time.Duration
@@ -257,7 +258,7 @@ func TestSendDoesNotBlockShutdown(t *testing.T) {
 	cfg := testConfig("exhibitor_uri")
 	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
 	out := make(chan any) // unbuffered, never read
-	svc := New(cfg, out, nil, testLogger(t), RealClock{})
+	svc := New(cfg, out, nil, testLogger(t), clock.Real{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Serve(ctx) }()
@@ -277,7 +278,7 @@ func TestServeReturnsDuringSlowRead(t *testing.T) {
 	cfg := testConfig("exhibitor_uri")
 	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
 	cfg.ExhibitorTimeout = 30 * time.Second
-	svc := New(cfg, make(chan any, 10), nil, testLogger(t), RealClock{})
+	svc := New(cfg, make(chan any, 10), nil, testLogger(t), clock.Real{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Serve(ctx) }()

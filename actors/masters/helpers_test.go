@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/thejerf/suture/v4"
 
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/msg"
 )
@@ -42,10 +43,10 @@ func testConfig(source string) *config.Config {
 // start builds the watcher for cfg as the daemon does, runs it, and returns
 // the channel it reports to. At cleanup it cancels the context and fails
 // the test if Serve does not return promptly.
-func start(t testing.TB, cfg *config.Config, lookup Lookup, clock Clock) <-chan any {
+func start(t testing.TB, cfg *config.Config, lookup Lookup, clk clock.Clock) <-chan any {
 	t.Helper()
 	out := make(chan any, 100)
-	svc := New(cfg, out, lookup, testLogger(t), clock)
+	svc := New(cfg, out, lookup, testLogger(t), clk)
 	if svc == nil {
 		t.Fatalf("New(%q) returned nil", cfg.MasterSource)
 	}

@@ -15,25 +15,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/thejerf/suture/v4"
 
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/msg"
 )
-
-// Clock is the watchers' view of time, injected so tests can drive the poll
-// schedule.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-// RealClock is the wall clock.
-type RealClock struct{}
-
-// Now returns time.Now().
-func (RealClock) Now() time.Time { return time.Now() }
-
-// After returns time.After(d).
-func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Defaults used when the config carries a zero or negative duration, so a
 // bad value can never turn a poll loop into a busy loop.
@@ -49,18 +34,18 @@ const (
 // New returns the watcher actor for cfg.MasterSource, or nil for "none" (and
 // ""). out receives msg.Masters and msg.ReadFailed values; sends give up
 // when the actor's context ends, so a stalled receiver cannot wedge a
-// shutdown. A nil clock means RealClock; a nil lookup makes every hostname
+// shutdown. A nil clk means clock.Real; a nil lookup makes every hostname
 // that is not an IP literal a failed read.
-func New(cfg *config.Config, out chan<- any, lookup Lookup, log zerolog.Logger, clock Clock) suture.Service {
-	if clock == nil {
-		clock = RealClock{}
+func New(cfg *config.Config, out chan<- any, lookup Lookup, log zerolog.Logger, clk clock.Clock) suture.Service {
+	if clk == nil {
+		clk = clock.Real{}
 	}
 	b := base{
 		source:  cfg.MasterSource,
 		out:     out,
 		lookup:  lookup,
 		log:     log.With().Str("actor", "masters").Str("source", cfg.MasterSource).Logger(),
-		clock:   clock,
+		clock:   clk,
 		normal:  positive(cfg.MastersRefreshNormal, defaultRefreshNormal),
 		fail:    positive(cfg.MastersRefreshFail, defaultRefreshFail),
 		timeout: positive(cfg.ExhibitorTimeout, defaultExhibitorTimeout),
@@ -100,7 +85,7 @@ type base struct {
 	out     chan<- any
 	lookup  Lookup
 	log     zerolog.Logger
-	clock   Clock
+	clock   clock.Clock
 	normal  time.Duration // poll interval after a good read
 	fail    time.Duration // poll interval after a failed read
 	timeout time.Duration // exhibitor HTTP timeout

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/msg"
 )
 
@@ -23,7 +25,7 @@ type Actor struct {
 	reg   *Registry
 	inbox <-chan any
 	tick  time.Duration
-	now   func() time.Time
+	clock clock.Clock
 	log   zerolog.Logger
 
 	// OnMasters, when set, is called after each change of the master set
@@ -35,23 +37,23 @@ type Actor struct {
 
 // NewActor returns the config actor publishing to store. inbox carries
 // msg.Masters and msg.ReadFailed; tick is how often health scores are
-// recomputed (100 ms in production).
-func NewActor(store *Store, reg *Registry, inbox <-chan any, tick time.Duration, now func() time.Time, log zerolog.Logger) *Actor {
-	return &Actor{store: store, reg: reg, inbox: inbox, tick: tick, now: now, log: log}
+// recomputed (100 ms in production), on clk.
+func NewActor(store *Store, reg *Registry, inbox <-chan any, tick time.Duration, clk clock.Clock, log zerolog.Logger) *Actor {
+	return &Actor{store: store, reg: reg, inbox: inbox, tick: tick, clock: clk, log: log}
 }
 
 // Serve implements suture.Service.
 func (a *Actor) Serve(ctx context.Context) error {
-	t := time.NewTicker(a.tick)
-	defer t.Stop()
+	tick := a.clock.After(a.tick)
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-a.inbox:
 			a.handle(m)
-		case <-t.C:
+		case <-tick:
 			a.UpdateHealth()
+			tick = a.clock.After(a.tick)
 		}
 	}
 }
@@ -86,7 +88,7 @@ func (a *Actor) SetMasters(source string, ips []netip.Addr) {
 // UpdateHealth folds the query path's counters into every upstream's score
 // and recent latencies, and recomputes every route's hedge delay.
 func (a *Actor) UpdateHealth() {
-	now := a.now()
+	now := a.clock.Now()
 	dt := now.Sub(a.lastTick)
 	if a.lastTick.IsZero() {
 		dt = 0

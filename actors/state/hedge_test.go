@@ -16,7 +16,7 @@ func TestRouteHedgeFollowsRecentLatency(t *testing.T) {
 	reg := NewRegistry()
 	store := NewStore(cfg, reg)
 	clock := fakeclock.New()
-	a := NewActor(store, reg, nil, time.Hour, clock.Now, zerolog.Nop())
+	a := NewActor(store, reg, nil, time.Hour, clock, zerolog.Nop())
 	route := store.Load().Default
 	a.UpdateHealth()
 

@@ -8,21 +8,19 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/msg"
+	"github.com/spartan-dns/spartan/test/fakeclock"
 )
 
-// fakeClock is advanced by hand so decay is tested without sleeping.
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time { return c.t }
-
-func newTestActor(t *testing.T) (*Actor, *Store, *fakeClock) {
+// newTestActor returns an actor on a clock advanced by hand, so decay is
+// tested without sleeping.
+func newTestActor(t *testing.T) (*Actor, *Store, *fakeclock.Clock) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53"), netip.MustParseAddrPort("127.0.0.2:53")}
 	reg := NewRegistry()
 	store := NewStore(cfg, reg)
-	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
-	return NewActor(store, reg, nil, time.Hour, clk.now, zerolog.Nop()), store, clk
+	clk := fakeclock.New()
+	return NewActor(store, reg, nil, time.Hour, clk, zerolog.Nop()), store, clk
 }
 
 func TestHealthScoreDecays(t *testing.T) {
@@ -43,7 +41,7 @@ func TestHealthScoreDecays(t *testing.T) {
 		{2 * healthHalfLife, 0}, // 1 → 0.25: forgotten, chosen again
 	}
 	for _, s := range steps {
-		clk.t = clk.t.Add(s.after)
+		clk.Advance(s.after)
 		a.UpdateHealth()
 		if u.Rank() != s.rank {
 			t.Fatalf("after %v more: rank %d (score %.2f), want %d", s.after, u.Rank(), u.Score(), s.rank)
@@ -78,7 +76,7 @@ func TestHealthScoreCapped(t *testing.T) {
 		t.Fatalf("score %v, want the cap %v", u.Score(), healthMaxScore)
 	}
 	// A long-dead upstream is forgotten within about a minute of recovery.
-	clk.t = clk.t.Add(75 * time.Second)
+	clk.Advance(75 * time.Second)
 	a.UpdateHealth()
 	if u.Rank() != 0 {
 		t.Fatalf("rank 75 s after the last failure: %d", u.Rank())

@@ -20,6 +20,8 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rs/zerolog"
 	"github.com/thejerf/suture/v4"
+
+	"github.com/spartan-dns/spartan/actors/clock"
 )
 
 // StartupRetry is how often the actor probes while waiting for the first
@@ -51,22 +53,11 @@ type NotifierFunc func(state string) error
 // Notify calls f.
 func (f NotifierFunc) Notify(state string) error { return f(state) }
 
-// Clock is the time source of the actor; tests substitute a fake one.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // Option adjusts the actor.
 type Option func(*Watchdog)
 
-// WithClock replaces the real clock.
-func WithClock(c Clock) Option { return func(w *Watchdog) { w.clock = c } }
+// WithClock replaces the real clock (tests pass test/fakeclock).
+func WithClock(c clock.Clock) Option { return func(w *Watchdog) { w.clock = c } }
 
 // WithProbe replaces the network probe (tests; or a daemon with unusual
 // listeners).
@@ -96,7 +87,7 @@ type Watchdog struct {
 	notify   Notifier
 	exit     func(code int)
 	log      zerolog.Logger
-	clock    Clock
+	clock    clock.Clock
 	probe    func(ctx context.Context) error
 
 	readySent atomic.Bool
@@ -129,7 +120,7 @@ func newWatchdog(addr netip.AddrPort, interval, grace time.Duration, notify Noti
 		timeout: min(5*time.Second, max(interval/3, 500*time.Millisecond)),
 		notify:  notify, exit: exit,
 		log:   log,
-		clock: realClock{},
+		clock: clock.Real{},
 	}
 	for _, o := range opts {
 		o(w)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/iface"
@@ -56,9 +57,9 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	// State: the config actor and the watcher that feeds it.
 	inbox := make(chan any, 16)
 	stateSup := root.Supervisor("state", groupOpts)
-	stateSup.Actor("config", state.NewActor(d.store, reg, inbox, healthTick, time.Now, log.With().Str("actor", "config").Logger()))
+	stateSup.Actor("config", state.NewActor(d.store, reg, inbox, healthTick, clock.Real{}, log.With().Str("actor", "config").Logger()))
 	lookup := masters.UpstreamLookup(cfg.UpstreamResolvers, 2*time.Second)
-	if w := masters.New(cfg, inbox, lookup, log.With().Str("actor", "masters").Logger(), masters.RealClock{}); w != nil {
+	if w := masters.New(cfg, inbox, lookup, log.With().Str("actor", "masters").Logger(), clock.Real{}); w != nil {
 		stateSup.Actor("masters", w)
 	}
 
