@@ -257,7 +257,7 @@ func TestSendDoesNotBlockShutdown(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
 	cfg := testConfig("exhibitor_uri")
 	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
-	out := make(chan any) // unbuffered, never read
+	out := make(chan msg.ToState) // unbuffered, never read
 	svc := New(cfg, out, nil, testLogger(t), clock.Real{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -278,7 +278,7 @@ func TestServeReturnsDuringSlowRead(t *testing.T) {
 	cfg := testConfig("exhibitor_uri")
 	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
 	cfg.ExhibitorTimeout = 30 * time.Second
-	svc := New(cfg, make(chan any, 10), nil, testLogger(t), clock.Real{})
+	svc := New(cfg, make(chan msg.ToState, 10), nil, testLogger(t), clock.Real{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Serve(ctx) }()
@@ -297,7 +297,7 @@ func TestNewNone(t *testing.T) {
 	for _, src := range []string{"none", ""} {
 		cfg := config.Default()
 		cfg.MasterSource = src
-		if svc := New(cfg, make(chan any), nil, testLogger(t), nil); svc != nil {
+		if svc := New(cfg, make(chan msg.ToState), nil, testLogger(t), nil); svc != nil {
 			t.Errorf("New(%q) = %v, want nil", src, svc)
 		}
 	}

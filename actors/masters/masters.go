@@ -36,7 +36,7 @@ const (
 // when the actor's context ends, so a stalled receiver cannot wedge a
 // shutdown. A nil clk means clock.Real; a nil lookup makes every hostname
 // that is not an IP literal a failed read.
-func New(cfg *config.Config, out chan<- any, lookup Lookup, log zerolog.Logger, clk clock.Clock) suture.Service {
+func New(cfg *config.Config, out chan<- msg.ToState, lookup Lookup, log zerolog.Logger, clk clock.Clock) suture.Service {
 	if clk == nil {
 		clk = clock.Real{}
 	}
@@ -82,7 +82,7 @@ func positive(d, def time.Duration) time.Duration {
 // base is what every watcher shares: where to report, and the schedule.
 type base struct {
 	source  string
-	out     chan<- any
+	out     chan<- msg.ToState
 	lookup  Lookup
 	log     zerolog.Logger
 	clock   clock.Clock
@@ -104,7 +104,7 @@ func (b *base) report(ctx context.Context, ips []netip.Addr, err error, last *[]
 		}
 	}
 	now := b.clock.Now()
-	var m any
+	var m msg.ToState
 	next := b.normal
 	if err != nil {
 		b.log.Warn().Err(err).Msg("masters read failed; keeping the last known masters")

@@ -23,7 +23,7 @@ import (
 type Actor struct {
 	store *Store
 	reg   *Registry
-	inbox <-chan any
+	inbox <-chan msg.ToState
 	tick  time.Duration
 	clock clock.Clock
 	log   zerolog.Logger
@@ -38,7 +38,7 @@ type Actor struct {
 // NewActor returns the config actor publishing to store. inbox carries
 // msg.Masters and msg.ReadFailed; tick is how often health scores are
 // recomputed (100 ms in production), on clk.
-func NewActor(store *Store, reg *Registry, inbox <-chan any, tick time.Duration, clk clock.Clock, log zerolog.Logger) *Actor {
+func NewActor(store *Store, reg *Registry, inbox <-chan msg.ToState, tick time.Duration, clk clock.Clock, log zerolog.Logger) *Actor {
 	return &Actor{store: store, reg: reg, inbox: inbox, tick: tick, clock: clk, log: log}
 }
 
@@ -58,14 +58,12 @@ func (a *Actor) Serve(ctx context.Context) error {
 	}
 }
 
-func (a *Actor) handle(m any) {
+func (a *Actor) handle(m msg.ToState) {
 	switch m := m.(type) {
 	case msg.Masters:
 		a.SetMasters(m.Source, m.IPs)
 	case msg.ReadFailed:
 		a.log.Warn().Str("source", m.Source).Err(m.Err).Msg("masters read failed; keeping the last known masters")
-	default:
-		a.log.Error().Type("msg", m).Msg("config actor: unknown message dropped")
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spartan-dns/spartan/actors/masters"
 	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/actors/watchdog"
+	"github.com/spartan-dns/spartan/msg"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
@@ -55,7 +56,7 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	root := d.tree.Root()
 
 	// State: the config actor and the watcher that feeds it.
-	inbox := make(chan any, 16)
+	inbox := make(chan msg.ToState, 16)
 	stateSup := root.Supervisor("state", groupOpts)
 	stateSup.Actor("config", state.NewActor(d.store, reg, inbox, healthTick, clock.Real{}, log.With().Str("actor", "config").Logger()))
 	lookup := masters.UpstreamLookup(cfg.UpstreamResolvers, 2*time.Second)
