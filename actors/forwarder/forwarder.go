@@ -26,7 +26,8 @@ type Forwarder struct {
 	// failure Spartan exists for: without a hedge, a query whose two chosen
 	// upstreams both went silent would wait for upstream_timeout. Routes
 	// whose upstreams are known to answer faster use a shorter delay
-	// (config's route hedge, from recent latencies; see hedgeFor).
+	// (the route's hedge, from recent latencies; see hedgeFor). It defaults
+	// to state.HedgeCeiling.
 	Hedge time.Duration
 	// LoserGrace bounds how long losers of a won race are still read for
 	// health accounting.
@@ -46,7 +47,7 @@ func New(store *state.Store, log zerolog.Logger) *Forwarder {
 		store:      store,
 		log:        log,
 		Stats:      &Stats{},
-		Hedge:      40 * time.Millisecond,
+		Hedge:      state.HedgeCeiling,
 		LoserGrace: time.Second,
 		Rand:       rand.IntN,
 		Dial:       rawDialer{},

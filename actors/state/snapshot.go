@@ -11,8 +11,10 @@ import (
 
 // Snapshot is the immutable state the query path reads. The config actor
 // builds a new one whenever masters change and publishes it through Store;
-// nothing in a published Snapshot is ever modified (upstream health lives in
-// the atomics of *Upstream, which the snapshot only points at).
+// nothing in a published Snapshot is ever modified. The live state the
+// query path reads through it (upstream counters and health, route hedge
+// delays) lives in atomics the Registry owns and the snapshot only points
+// at, so it survives every new snapshot.
 type Snapshot struct {
 	Config  *config.Config
 	Masters []netip.Addr // deduplicated, sorted
@@ -31,7 +33,7 @@ type Route struct {
 	Name      string // "default", "mesos", or the zone
 	Upstreams []*Upstream
 
-	hedge routeHedge // set by the config actor (hedge.go)
+	hedge *routeHedge // the Registry's, for this route name; set by the state actor (hedge.go)
 }
 
 // eachRoute calls fn for every route of the snapshot.
@@ -88,13 +90,13 @@ func NewStore(cfg *config.Config, reg *Registry) *Store {
 	return s
 }
 
-// Build assembles a snapshot. Upstream objects come from reg so that their
-// counters and health survive across snapshots.
+// Build assembles a snapshot. Upstream objects and route hedge delays come
+// from reg so that they survive across snapshots.
 func Build(cfg *config.Config, masters []netip.Addr, reg *Registry) *Snapshot {
 	s := &Snapshot{Config: cfg, Masters: masters}
 	seen := map[*Upstream]bool{}
 	route := func(name string, addrs []netip.AddrPort) *Route {
-		r := &Route{Name: name}
+		r := &Route{Name: name, hedge: reg.hedge(name)}
 		for _, a := range addrs {
 			u := reg.Get(a)
 			r.Upstreams = append(r.Upstreams, u)

@@ -60,15 +60,19 @@ func (u *Upstream) updateHealth(dt time.Duration) {
 	u.score.Store(math.Float64bits(s))
 }
 
-// Registry hands out one *Upstream per address, so counters and health
-// survive across snapshots.
+// Registry hands out one *Upstream per address and one hedge delay per
+// route name, so counters, health and hedge estimates survive across
+// snapshots.
 type Registry struct {
-	mu sync.Mutex
-	m  map[netip.AddrPort]*Upstream
+	mu     sync.Mutex
+	m      map[netip.AddrPort]*Upstream
+	hedges map[string]*routeHedge
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{m: map[netip.AddrPort]*Upstream{}} }
+func NewRegistry() *Registry {
+	return &Registry{m: map[netip.AddrPort]*Upstream{}, hedges: map[string]*routeHedge{}}
+}
 
 // Get returns the upstream for addr, creating it on first use.
 func (r *Registry) Get(addr netip.AddrPort) *Upstream {
@@ -80,4 +84,17 @@ func (r *Registry) Get(addr netip.AddrPort) *Upstream {
 		r.m[addr] = u
 	}
 	return u
+}
+
+// hedge returns the hedge delay of the route called name ("default",
+// "mesos" or a zone), creating it on first use.
+func (r *Registry) hedge(name string) *routeHedge {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.hedges[name]
+	if !ok {
+		h = &routeHedge{}
+		r.hedges[name] = h
+	}
+	return h
 }
