@@ -71,7 +71,30 @@ type LimitsConfig struct {
 	TCPMessageMax  int           // tcp_message_max: largest TCP message accepted, default 65535
 }
 
-// DefaultBindIPs are the addresses Spartan listens on by default.
+// Master sources accepted by master_source.
+const (
+	MasterSourceExhibitor    = "exhibitor"
+	MasterSourceExhibitorURI = "exhibitor_uri"
+	MasterSourceMasterList   = "master_list"
+	MasterSourceZookeeper    = "zookeeper"
+	MasterSourceNone         = "none"
+)
+
+var masterSources = []string{
+	MasterSourceExhibitor, MasterSourceExhibitorURI, MasterSourceMasterList,
+	MasterSourceZookeeper, MasterSourceNone,
+}
+
+// Defaults that other packages fall back on too: spartanctl's -socket, and
+// the masters watchers when handed a Config that did not come from Load.
+const (
+	DefaultCtlSocket            = "/run/spartan/spartanctl.sock"
+	DefaultMastersRefreshNormal = 120 * time.Second
+	DefaultMastersRefreshFail   = 5 * time.Second
+	DefaultExhibitorTimeout     = 30 * time.Second
+)
+
+// defaultBindIPs are the addresses Spartan listens on by default.
 var defaultBindIPs = []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"}
 
 // Default returns the built-in configuration. UpstreamResolvers is left
@@ -86,16 +109,16 @@ func Default() *Config {
 		TCPServerEnabled:     true,
 		HandlerLimit:         1024,
 		UpstreamTimeout:      5 * time.Second,
-		MasterSource:         "none",
+		MasterSource:         MasterSourceNone,
 		MasterListFile:       "/opt/mesosphere/etc/master_list",
 		ZookeeperMesosPath:   "/mesos",
 		MesosDNSPort:         61053,
-		MastersRefreshNormal: 120 * time.Second,
-		MastersRefreshFail:   5 * time.Second,
-		ExhibitorTimeout:     30 * time.Second,
+		MastersRefreshNormal: DefaultMastersRefreshNormal,
+		MastersRefreshFail:   DefaultMastersRefreshFail,
+		ExhibitorTimeout:     DefaultExhibitorTimeout,
 		Interface:            InterfaceConfig{Manage: true, Name: "spartan"},
 		HTTPListen:           "127.0.0.1:62080",
-		CtlSocket:            "/run/spartan/spartanctl.sock",
+		CtlSocket:            DefaultCtlSocket,
 		Watchdog:             WatchdogConfig{Interval: 15 * time.Second, Grace: 60 * time.Second},
 		Limits: LimitsConfig{
 			TCPConnections: 512,

@@ -22,9 +22,6 @@ const (
 	DefaultResolvConfPath = "/etc/resolv.conf"
 )
 
-// defaultConfigPath is DefaultConfigPath; tests point it elsewhere.
-var defaultConfigPath = DefaultConfigPath
-
 // Load reads the configuration at path with the process environment and
 // the host's resolv.conf. path == "": DefaultConfigPath if it exists, else
 // the built-in defaults.
@@ -34,7 +31,12 @@ func Load(path string) (*Config, error) {
 
 // LoadWith is Load with the environment and the resolv.conf path injected.
 func LoadWith(path string, getenv func(string) string, resolvConf string) (*Config, error) {
-	data, name, err := readConfigFile(path)
+	return loadFrom(path, DefaultConfigPath, getenv, resolvConf)
+}
+
+// loadFrom is LoadWith with the default file injected (tests).
+func loadFrom(path, defaultPath string, getenv func(string) string, resolvConf string) (*Config, error) {
+	data, name, err := readConfigFile(path, defaultPath)
 	if err != nil {
 		return nil, err
 	}
@@ -49,17 +51,17 @@ func LoadWith(path string, getenv func(string) string, resolvConf string) (*Conf
 }
 
 // readConfigFile returns the file's contents and its name, or "{}" and ""
-// when path is empty and the default file does not exist.
-func readConfigFile(path string) ([]byte, string, error) {
+// when path is empty and the file at defaultPath does not exist.
+func readConfigFile(path, defaultPath string) ([]byte, string, error) {
 	if path == "" {
-		data, err := os.ReadFile(defaultConfigPath)
+		data, err := os.ReadFile(defaultPath)
 		if errors.Is(err, fs.ErrNotExist) {
 			return []byte("{}"), "", nil
 		}
 		if err != nil {
 			return nil, "", fmt.Errorf("read config: %w", err)
 		}
-		return data, defaultConfigPath, nil
+		return data, defaultPath, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -145,12 +145,10 @@ func TestPartialNestedObjectsKeepDefaults(t *testing.T) {
 }
 
 func TestLoadDefaultPath(t *testing.T) {
-	old := defaultConfigPath
-	t.Cleanup(func() { defaultConfigPath = old })
 	resolv := writeFile(t, "resolv.conf", "nameserver 192.0.2.1\n")
 
-	defaultConfigPath = filepath.Join(t.TempDir(), "absent.json")
-	c, err := LoadWith("", noEnv, resolv)
+	defaultPath := filepath.Join(t.TempDir(), "absent.json")
+	c, err := loadFrom("", defaultPath, noEnv, resolv)
 	if err != nil {
 		t.Fatalf("no default file: %v", err)
 	}
@@ -158,8 +156,8 @@ func TestLoadDefaultPath(t *testing.T) {
 		t.Errorf("built-in defaults not used: %+v", c)
 	}
 
-	defaultConfigPath = writeFile(t, "spartan.json", `{"udp_port": 1053}`)
-	c, err = LoadWith("", noEnv, resolv)
+	defaultPath = writeFile(t, "spartan.json", `{"udp_port": 1053}`)
+	c, err = loadFrom("", defaultPath, noEnv, resolv)
 	if err != nil {
 		t.Fatalf("default file: %v", err)
 	}

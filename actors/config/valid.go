@@ -14,20 +14,6 @@ import (
 	"strings"
 )
 
-// Master sources accepted by master_source.
-const (
-	MasterSourceExhibitor    = "exhibitor"
-	MasterSourceExhibitorURI = "exhibitor_uri"
-	MasterSourceMasterList   = "master_list"
-	MasterSourceZookeeper    = "zookeeper"
-	MasterSourceNone         = "none"
-)
-
-var masterSources = []string{
-	MasterSourceExhibitor, MasterSourceExhibitorURI, MasterSourceMasterList,
-	MasterSourceZookeeper, MasterSourceNone,
-}
-
 func validMasterSource(s string) error {
 	if slices.Contains(masterSources, s) {
 		return nil

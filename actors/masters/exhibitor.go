@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/spartan-dns/spartan/actors/config"
 )
 
 // exhibitorURL builds the status URL from exhibitor_address: a host (port
@@ -34,7 +36,7 @@ func exhibitorURL(address string) string {
 func newExhibitorReader(b *base, url string, missing bool) func(ctx context.Context) ([]netip.Addr, error) {
 	if missing {
 		what := "exhibitor_address"
-		if b.source == "exhibitor_uri" {
+		if b.source == config.MasterSourceExhibitorURI {
 			what = "exhibitor_uri"
 		}
 		return func(context.Context) ([]netip.Addr, error) {

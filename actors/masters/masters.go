@@ -20,15 +20,11 @@ import (
 	"github.com/spartan-dns/spartan/msg"
 )
 
-// Defaults used when the config carries a zero or negative duration, so a
-// bad value can never turn a poll loop into a busy loop.
+// The exhibitor status endpoint, and a bound on what a read may return.
 const (
-	defaultRefreshNormal    = 120 * time.Second
-	defaultRefreshFail      = 5 * time.Second
-	defaultExhibitorTimeout = 30 * time.Second
-	exhibitorPort           = "8181"
-	exhibitorStatusPath     = "/exhibitor/v1/cluster/status"
-	maxBody                 = 4 << 20 // a status or master list is a few hundred bytes
+	exhibitorPort       = "8181"
+	exhibitorStatusPath = "/exhibitor/v1/cluster/status"
+	maxBody             = 4 << 20 // a status or master list is a few hundred bytes
 )
 
 // New returns the watcher actor for cfg.MasterSource, or nil for "none" (and
@@ -46,21 +42,21 @@ func New(cfg *config.Config, out chan<- msg.ToState, lookup Lookup, log zerolog.
 		lookup:  lookup,
 		log:     log.With().Str("actor", "masters").Str("source", cfg.MasterSource).Logger(),
 		clock:   clk,
-		normal:  positive(cfg.MastersRefreshNormal, defaultRefreshNormal),
-		fail:    positive(cfg.MastersRefreshFail, defaultRefreshFail),
-		timeout: positive(cfg.ExhibitorTimeout, defaultExhibitorTimeout),
+		normal:  positive(cfg.MastersRefreshNormal, config.DefaultMastersRefreshNormal),
+		fail:    positive(cfg.MastersRefreshFail, config.DefaultMastersRefreshFail),
+		timeout: positive(cfg.ExhibitorTimeout, config.DefaultExhibitorTimeout),
 	}
 	switch cfg.MasterSource {
-	case "", "none":
+	case "", config.MasterSourceNone:
 		return nil
-	case "exhibitor":
+	case config.MasterSourceExhibitor:
 		return &poller{base: b, read: newExhibitorReader(&b, exhibitorURL(cfg.ExhibitorAddress), cfg.ExhibitorAddress == "")}
-	case "exhibitor_uri":
+	case config.MasterSourceExhibitorURI:
 		return &poller{base: b, read: newExhibitorReader(&b, cfg.ExhibitorURI, cfg.ExhibitorURI == "")}
-	case "master_list":
+	case config.MasterSourceMasterList:
 		path := cfg.MasterListFile
 		return &poller{base: b, read: func(ctx context.Context) ([]netip.Addr, error) { return readMasterList(path) }}
-	case "zookeeper":
+	case config.MasterSourceZookeeper:
 		return newZookeeper(b, cfg.ZookeeperServers, cfg.ZookeeperMesosPath)
 	default:
 		// Load rejects unknown sources; should one get here anyway, every
@@ -72,6 +68,9 @@ func New(cfg *config.Config, out chan<- msg.ToState, lookup Lookup, log zerolog.
 	}
 }
 
+// positive returns d, or def (config's default) when d is zero or negative:
+// Load refuses such durations, but a Config built another way must never
+// turn a poll loop into a busy loop.
 func positive(d, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def

@@ -28,10 +28,6 @@ type Actor struct {
 	clock clock.Clock
 	log   zerolog.Logger
 
-	// OnMasters, when set, is called after each change of the master set
-	// (from the actor goroutine), e.g. to update a gauge.
-	OnMasters func(old, new []netip.Addr)
-
 	lastTick time.Time
 }
 
@@ -78,9 +74,6 @@ func (a *Actor) SetMasters(source string, ips []netip.Addr) {
 	ips = slices.Clone(ips)
 	a.store.Publish(Build(cur.Config, ips, a.reg))
 	a.log.Info().Str("source", source).Stringers("old", addrs(cur.Masters)).Stringers("new", addrs(ips)).Msg("masters changed")
-	if a.OnMasters != nil {
-		a.OnMasters(cur.Masters, ips)
-	}
 }
 
 // UpdateHealth folds the query path's counters into every upstream's score

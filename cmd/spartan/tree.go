@@ -84,29 +84,13 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	if a := iface.New(cfg.Interface, cfg.BindIPs, log.With().Str("actor", "interface").Logger()); a != nil {
 		node.Actor("interface", a)
 	}
-	if udp, tcp := probeAddrs(cfg); udp.IsValid() || tcp.IsValid() {
+	if udp, tcp := watchdog.Targets(cfg); udp.IsValid() || tcp.IsValid() {
 		node.Actor("watchdog", watchdog.New(udp, cfg.Watchdog.Interval, cfg.Watchdog.Grace, watchdog.SdNotifier{}, d.fail,
 			log.With().Str("actor", "watchdog").Logger(), watchdog.WithUDPAddr(udp), watchdog.WithTCPAddr(tcp)))
 	}
 
 	d.addAPI(root)
 	return d
-}
-
-// probeAddrs is where the watchdog checks ready.spartan: the first bind IP,
-// on each enabled transport.
-func probeAddrs(cfg *config.Config) (udp, tcp netip.AddrPort) {
-	if len(cfg.BindIPs) == 0 {
-		return
-	}
-	ip := cfg.BindIPs[0]
-	if cfg.UDPServerEnabled {
-		udp = netip.AddrPortFrom(ip, uint16(cfg.UDPPort))
-	}
-	if cfg.TCPServerEnabled {
-		tcp = netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
-	}
-	return udp, tcp
 }
 
 // fail asks the daemon to stop and exit with code (non-zero). Called from
