@@ -38,6 +38,19 @@ const (
 // published when masters change.
 type routeHedge struct{ ns atomic.Int64 }
 
+// hedge returns the hedge delay of the route called name ("default",
+// "mesos" or a zone), creating it on first use.
+func (r *Registry) hedge(name string) *routeHedge {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.hedges[name]
+	if !ok {
+		h = &routeHedge{}
+		r.hedges[name] = h
+	}
+	return h
+}
+
 // Hedge returns the route's hedge delay, or 0 while there is no estimate.
 func (r *Route) Hedge() time.Duration { return time.Duration(r.hedge.ns.Load()) }
 

@@ -85,16 +85,3 @@ func (r *Registry) Get(addr netip.AddrPort) *Upstream {
 	}
 	return u
 }
-
-// hedge returns the hedge delay of the route called name ("default",
-// "mesos" or a zone), creating it on first use.
-func (r *Registry) hedge(name string) *routeHedge {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	h, ok := r.hedges[name]
-	if !ok {
-		h = &routeHedge{}
-		r.hedges[name] = h
-	}
-	return h
-}
