@@ -32,22 +32,13 @@ func parseIPList(v any) ([]netip.Addr, error) {
 	if !ok {
 		return nil, fmt.Errorf(`expected an array of IP strings, got %s`, describe(v))
 	}
-	out := make([]netip.Addr, 0, len(arr))
-	for i, e := range arr {
+	return parseEntries(arr, func(e any) (netip.Addr, error) {
 		s, ok := e.(string)
 		if !ok {
-			return nil, fmt.Errorf("entry %d: expected an IP string, got %s", i, describe(e))
+			return netip.Addr{}, fmt.Errorf("expected an IP string, got %s", describe(e))
 		}
-		a, err := parseIP(s)
-		if err != nil {
-			return nil, fmt.Errorf("entry %d: %w", i, err)
-		}
-		if slices.Contains(out, a) {
-			return nil, fmt.Errorf("entry %d: %s listed twice", i, a)
-		}
-		out = append(out, a)
-	}
-	return out, nil
+		return parseIP(s)
+	})
 }
 
 // parseAddrPort parses "ip", "ip:port", "[v6]:port" or a bare v6 address;
@@ -121,16 +112,25 @@ func parseUpstreamList(v any, nonEmpty bool) ([]netip.AddrPort, error) {
 	if nonEmpty && len(arr) == 0 {
 		return nil, errors.New("empty list: give at least one upstream, or leave the key out")
 	}
-	out := make([]netip.AddrPort, 0, len(arr))
+	return parseEntries(arr, parseUpstream)
+}
+
+// parseEntries parses every entry of a JSON array with parse, naming the
+// entry in an error and refusing one listed twice.
+func parseEntries[T interface {
+	comparable
+	fmt.Stringer
+}](arr []any, parse func(any) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(arr))
 	for i, e := range arr {
-		ap, err := parseUpstream(e)
+		x, err := parse(e)
 		if err != nil {
 			return nil, fmt.Errorf("entry %d: %w", i, err)
 		}
-		if slices.Contains(out, ap) {
-			return nil, fmt.Errorf("entry %d: %s listed twice", i, ap)
+		if slices.Contains(out, x) {
+			return nil, fmt.Errorf("entry %d: %s listed twice", i, x)
 		}
-		out = append(out, ap)
+		out = append(out, x)
 	}
 	return out, nil
 }
