@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// ToState is what a masters watcher sends the state actor
+// ToState is what a masters watcher sends the config actor
 // (/spartan/state/config): Masters or ReadFailed.
 type ToState interface{ toState() }
 
-// Masters is sent by a masters watcher to the state actor after every
+// Masters is sent by a masters watcher to the config actor after every
 // successful read. IPs is deduplicated and sorted (netip.Addr.Compare), and
 // never empty: an empty read is a failed read and is not sent.
 type Masters struct {
@@ -24,7 +24,7 @@ type Masters struct {
 	At     time.Time    // when the read completed
 }
 
-// ReadFailed is sent by a masters watcher when a read fails. The state
+// ReadFailed is sent by a masters watcher when a read fails. The config
 // actor keeps the last known masters; the message exists for logs and
 // metrics.
 type ReadFailed struct {

@@ -1,6 +1,6 @@
 // Package clock is the one way time reaches timing logic that tests drive:
 // the masters watchers' poll schedule, the watchdog's grace period, the
-// state actor's health tick, the tree's uptimes. Production code passes
+// config actor's health tick, the tree's uptimes. Production code passes
 // Real; tests pass test/fakeclock, which fires After channels only when the
 // test advances it, so no test sleeps to synchronise.
 //

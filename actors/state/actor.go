@@ -1,3 +1,13 @@
+// Package state is Spartan's live state, what the supervision tree calls
+// /spartan/state: the config actor (the one writer), the immutable
+// Snapshot it publishes through Store for the query path to read without a
+// lock, and the live values the snapshot points at, which outlive every
+// snapshot: the *Upstream counters, health and latency histograms and the
+// route hedge delays, handed out by the Registry.
+//
+// Files: actor.go (the config actor), snapshot.go (Snapshot, Store, Build),
+// upstream.go (Upstream, health, Registry), latency.go (histograms),
+// hedge.go (route hedge delays and all their bounds).
 package state
 
 import (

@@ -34,7 +34,7 @@ const (
 // routeHedge holds a route's current hedge delay in ns; 0: no estimate.
 // It is live state outside the snapshot: the Registry hands out one per
 // route name, every snapshot's route of that name points at it, and the
-// state actor rewrites it every tick, so an estimate survives the snapshot
+// config actor rewrites it every tick, so an estimate survives the snapshot
 // published when masters change.
 type routeHedge struct{ ns atomic.Int64 }
 

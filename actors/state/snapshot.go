@@ -33,7 +33,7 @@ type Route struct {
 	Name      string // "default", "mesos", or the zone
 	Upstreams []*Upstream
 
-	hedge *routeHedge // the Registry's, for this route name; set by the state actor (hedge.go)
+	hedge *routeHedge // the Registry's, for this route name; set by the config actor (hedge.go)
 }
 
 // eachRoute calls fn for every route of the snapshot.
