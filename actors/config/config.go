@@ -85,6 +85,13 @@ var masterSources = []string{
 	MasterSourceZookeeper, MasterSourceNone,
 }
 
+// Where exhibitor_address is polled: http://HOST:ExhibitorPort + ExhibitorStatusPath
+// (the masters watcher builds the URL; validation names it in errors).
+const (
+	ExhibitorPort       = "8181"
+	ExhibitorStatusPath = "/exhibitor/v1/cluster/status"
+)
+
 // Defaults that other packages fall back on too: spartanctl's -socket, and
 // the masters watchers when handed a Config that did not come from Load.
 const (

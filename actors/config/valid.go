@@ -31,7 +31,7 @@ func validExhibitorAddress(s string) error {
 		return nil
 	}
 	if strings.Contains(s, "://") || strings.ContainsAny(s, "/:") {
-		return fmt.Errorf("%q is not a host: give the name or IP only (it is polled at http://HOST:8181/exhibitor/v1/cluster/status); use exhibitor_uri for a full URL", s)
+		return fmt.Errorf("%q is not a host: give the name or IP only (it is polled at http://HOST:%s%s); use exhibitor_uri for a full URL", s, ExhibitorPort, ExhibitorStatusPath)
 	}
 	return validHostname(s)
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // exhibitorURL builds the status URL from exhibitor_address: a host (port
-// 8181) or host:port.
+// config.ExhibitorPort) or host:port.
 func exhibitorURL(address string) string {
 	address = strings.TrimSpace(address)
 	if address == "" {
@@ -24,9 +24,9 @@ func exhibitorURL(address string) string {
 	}
 	hostport := address
 	if _, _, err := net.SplitHostPort(address); err != nil {
-		hostport = net.JoinHostPort(strings.Trim(address, "[]"), exhibitorPort)
+		hostport = net.JoinHostPort(strings.Trim(address, "[]"), config.ExhibitorPort)
 	}
-	return "http://" + hostport + exhibitorStatusPath
+	return "http://" + hostport + config.ExhibitorStatusPath
 }
 
 // newExhibitorReader returns the read function for exhibitor and

@@ -33,7 +33,7 @@ func startExhibitor(t *testing.T, body string) *fakeExhibitor {
 	t.Helper()
 	f := &fakeExhibitor{status: 200, body: body}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != exhibitorStatusPath {
+		if r.URL.Path != config.ExhibitorStatusPath {
 			http.NotFound(w, r)
 			return
 		}
@@ -80,7 +80,7 @@ func TestExhibitorSchedule(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
 	clock := fakeclock.New()
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
 	cfg.MastersRefreshNormal = 120 * time.Second
 	cfg.MastersRefreshFail = 5 * time.Second
 	cfg.ExhibitorTimeout = time.Second // short, yet long enough for a loaded box
@@ -192,7 +192,7 @@ func TestExhibitorRealClock(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
 	ex.set(500, "down", 0)
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
 	cfg.MastersRefreshNormal = 400 * time.Millisecond
 	cfg.MastersRefreshFail = 20 * time.Millisecond
 	out := start(t, cfg, nil, clock.Real{})
@@ -235,7 +235,7 @@ func TestChangeLatencyPolled(t *testing.T) {
 	const normal = 100 * time.Millisecond
 	ex := startExhibitor(t, exhibitorBody("10.0.0.1"))
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
 	cfg.MastersRefreshNormal = normal
 	out := start(t, cfg, nil, clock.Real{})
 	waitMasters(t, out, time.Second, "10.0.0.1")
@@ -256,7 +256,7 @@ func TestChangeLatencyPolled(t *testing.T) {
 func TestSendDoesNotBlockShutdown(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
 	out := make(chan msg.ToState) // unbuffered, never read
 	svc := New(cfg, out, nil, testLogger(t), clock.Real{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -276,7 +276,7 @@ func TestServeReturnsDuringSlowRead(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
 	ex.set(200, realExhibitor, 10*time.Second)
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
 	cfg.ExhibitorTimeout = 30 * time.Second
 	svc := New(cfg, make(chan msg.ToState, 10), nil, testLogger(t), clock.Real{})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -20,12 +20,9 @@ import (
 	"github.com/spartan-dns/spartan/msg"
 )
 
-// The exhibitor status endpoint, and a bound on what a read may return.
-const (
-	exhibitorPort       = "8181"
-	exhibitorStatusPath = "/exhibitor/v1/cluster/status"
-	maxBody             = 4 << 20 // a status or master list is a few hundred bytes
-)
+// maxBody bounds what a read may return: a status or master list is a few
+// hundred bytes.
+const maxBody = 4 << 20
 
 // New returns the watcher actor for cfg.MasterSource, or nil for "none" (and
 // ""). out receives msg.Masters and msg.ReadFailed values; sends give up
