@@ -170,12 +170,13 @@ func (s *Server) services(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) records(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, LocalRecords(s.opts.Store.Load()))
+	writeJSON(w, http.StatusOK, recordList(s.opts.Store.Load()))
 }
 
-// LocalRecords lists every record of Spartan's local zones, sorted by
-// name, type and value.
-func LocalRecords(snap *state.Snapshot) []Record {
+// recordList lists every record of Spartan's local zones (forwarder's
+// LocalRecords, zone by zone) as /v1/records shows them: sorted by name,
+// type and value.
+func recordList(snap *state.Snapshot) []Record {
 	out := []Record{}
 	for _, zone := range forwarder.LocalZones {
 		for _, rrs := range forwarder.LocalRecords(snap, zone) {
