@@ -125,7 +125,7 @@ func (f *Forwarder) classify(q []byte) plan {
 		f.Stats.count(RouteLocal, OutcomeLocal)
 		return plan{reply: answerLocal(snap, zone, q, qEnd)}
 	}
-	kind, route := Route(snap, name)
+	kind, route := RouteFor(snap, name)
 	if len(route.Upstreams) == 0 {
 		f.Stats.count(kind, OutcomeServFail)
 		return plan{reply: errorReply(q, qEnd, rcodeServFail)}
@@ -143,9 +143,9 @@ func (f *Forwarder) hedgeFor(r *state.Route) time.Duration {
 	return f.Hedge
 }
 
-// Route returns the upstream route for a lower-case FQDN that is not in a
+// RouteFor returns the upstream route for a lower-case FQDN that is not in a
 // local zone, and its kind.
-func Route(snap *state.Snapshot, name string) (RouteKind, *state.Route) {
+func RouteFor(snap *state.Snapshot, name string) (RouteKind, *state.Route) {
 	if state.InZone(name, "mesos.") {
 		return RouteMesos, snap.Mesos
 	}

@@ -47,7 +47,7 @@ func TestRoute(t *testing.T) {
 		if tc.localZone != "" {
 			continue
 		}
-		kind, r := Route(snap, tc.name)
+		kind, r := RouteFor(snap, tc.name)
 		if kind != tc.kind || r.Name != tc.route {
 			t.Errorf("%s: route %v/%s, want %v/%s", tc.name, kind, r.Name, tc.kind, tc.route)
 		}
