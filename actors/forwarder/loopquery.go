@@ -58,14 +58,7 @@ func (l *Loop) hangUpAttempt(a *loopAttempt, replied bool) {
 
 // alloc returns a free slot, marked in use.
 func (l *Loop) alloc() int32 {
-	var s int32
-	if n := len(l.free); n > 0 {
-		s = l.free[n-1]
-		l.free = l.free[:n-1]
-	} else {
-		l.slots = append(l.slots, loopQuery{})
-		s = int32(len(l.slots) - 1)
-	}
+	s := reuse(&l.free, &l.slots)
 	q := &l.slots[s]
 	q.inUse, q.decided, q.hedged, q.natt = true, false, false, 0
 	l.active++
@@ -303,85 +296,4 @@ func (l *Loop) freeIfQuiet(s int32) {
 	if l.slots[s].outstanding() == 0 {
 		l.freeQuery(s)
 	}
-}
-
-// dropIdleTimers removes, from the front of each timer queue, the timers
-// that would do nothing if they fired: those of queries that have ended,
-// and the stall timers of attempts that have settled once their query has
-// hedged. Most queries end within a millisecond, long before their timers
-// are due (a stall timer at the hedge delay, a grace timer a second after
-// the answer); without this each such timer would still wake the loop, for
-// nothing, two or three times per query.
-func (l *Loop) dropIdleTimers() {
-	for e, ok := l.stallQ.first(); ok && !l.stallHasWork(e); e, ok = l.stallQ.first() {
-		l.stallQ.pop(e.when)
-	}
-	for _, t := range [...]*timerQueue{&l.expireQ, &l.graceQ} {
-		for e, ok := t.first(); ok && !l.queryLive(e); e, ok = t.first() {
-			t.pop(e.when)
-		}
-	}
-}
-
-// queryLive says whether the query timer e was set for is still in flight.
-func (l *Loop) queryLive(e timerEntry) bool {
-	q := &l.slots[e.slot]
-	return q.inUse && q.gen == e.gen
-}
-
-// stallHasWork says whether stall timer e would do anything when it fires
-// (see fireTimers): count a stall, or be its query's first stall timer.
-func (l *Loop) stallHasWork(e timerEntry) bool {
-	if !l.queryLive(e) {
-		return false
-	}
-	q := &l.slots[e.slot]
-	return !q.hedged || q.att[e.attempt].score.Pending()
-}
-
-// fireTimers runs every timer due at now.
-func (l *Loop) fireTimers(now int64) {
-	for e, ok := l.stallQ.pop(now); ok; e, ok = l.stallQ.pop(now) {
-		if !l.stallHasWork(e) {
-			continue
-		}
-		q := &l.slots[e.slot]
-		q.att[e.attempt].score.Stall()
-		// The first stall timer of a query comes at its start + hedge delay.
-		// Most queries are over by then: only now does a query get its
-		// expiry timer, which keeps the expiry queue at the queries still
-		// in flight after the hedge delay rather than all of upstream_timeout's.
-		// And if nothing has won yet, start one more upstream.
-		if !q.hedged {
-			q.hedged = true
-			if q.timeout > q.hedge {
-				l.expireQ.push(timerEntry{when: q.start + q.timeout, slot: e.slot, gen: q.gen})
-			}
-			if !q.decided {
-				l.launch(e.slot, 1, now)
-			}
-		}
-	}
-	for e, ok := l.expireQ.pop(now); ok; e, ok = l.expireQ.pop(now) {
-		if !l.queryLive(e) {
-			continue
-		}
-		q := &l.slots[e.slot]
-		// upstream_timeout: whatever is still out has timed out.
-		for k := range q.natt {
-			q.att[k].score.TimedOut()
-		}
-		if !q.decided {
-			l.finish(e.slot)
-		}
-		if q.inUse && q.gen == e.gen {
-			l.freeQuery(e.slot)
-		}
-	}
-	for e, ok := l.graceQ.pop(now); ok; e, ok = l.graceQ.pop(now) {
-		if l.queryLive(e) {
-			l.freeQuery(e.slot) // losers we stopped waiting for: their stalls stand
-		}
-	}
-	l.trim(now)
 }
