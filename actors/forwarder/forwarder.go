@@ -142,7 +142,7 @@ func (f *Forwarder) classify(snap *config.Snapshot, q []byte) plan {
 		f.Stats.count(RouteLocal, OutcomeLocal)
 		return plan{reply: answerLocal(snap, zone, q, qEnd)}
 	}
-	kind, route := Route(snap, name)
+	kind, route := routeOf(snap, name)
 	if len(route.Upstreams) == 0 {
 		f.Stats.count(kind, OutcomeServFail)
 		return plan{reply: errorReply(q, qEnd, rcodeServFail)}
@@ -160,9 +160,9 @@ func (f *Forwarder) hedgeFor(r *config.Route) time.Duration {
 	return f.Hedge
 }
 
-// Route returns the upstream route for a lower-case FQDN that is not in a
+// routeOf returns the upstream route for a lower-case FQDN that is not in a
 // local zone, and its kind.
-func Route(snap *config.Snapshot, name string) (RouteKind, *config.Route) {
+func routeOf(snap *config.Snapshot, name string) (RouteKind, *config.Route) {
 	if config.InZone(name, "mesos.") {
 		return RouteMesos, snap.Mesos
 	}
