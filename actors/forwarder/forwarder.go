@@ -1,6 +1,7 @@
 // Package forwarder is Spartan's query path: it routes one query, answers
 // local zones, and races the chosen upstreams. It has two engines with the
-// same rules (rules.go): Loop, the UDP listeners' event loop, and Handle, a
+// same race rules (rules.go) and the same scoring of each upstream attempt
+// (config.Attempt): Loop, the UDP listeners' event loop, and Answer, a
 // goroutine per query (TCP listeners, the HTTP API).
 package forwarder
 

@@ -2,11 +2,11 @@ package forwarder
 
 import "time"
 
-// The loop's timers. Stall timers have each route's own hedge delay, which
-// changes over time: a heap. The entries of the other two queues, expiry
-// and loser grace, share (nearly) one delay, so each is in time order: a
-// FIFO. Timers are never cancelled: a query that ends leaves its timers
-// behind, and dropIdleTimers skips them before they can wake the loop.
+// The loop's timers (the three queues are Loop's stallQ, expireQ and
+// graceQ): when the next one is due, which can be dropped unfired, and what
+// each does when it fires. Timers are never cancelled: a query that ends
+// leaves its timers behind, and dropIdleTimers skips them before they can
+// wake the loop.
 
 // nextTimer is when the earliest timer is due; zero when none is set. It
 // first drops the timers that would do nothing (dropIdleTimers), so that

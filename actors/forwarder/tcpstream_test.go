@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
 // tcpUpstream is a TCP upstream on 127.0.0.1 that reads one framed query
@@ -34,12 +35,8 @@ func tcpUpstream(t *testing.T, script func(q *dns.Msg) (out []byte, closeAfter b
 			go func() {
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				var l [2]byte
-				if _, err := io.ReadFull(c, l[:]); err != nil {
-					return
-				}
-				b := make([]byte, binary.BigEndian.Uint16(l[:]))
-				if _, err := io.ReadFull(c, b); err != nil {
+				b, err := dnstest.ReadFrame(c)
+				if err != nil {
 					return
 				}
 				var q dns.Msg
@@ -57,29 +54,8 @@ func tcpUpstream(t *testing.T, script func(q *dns.Msg) (out []byte, closeAfter b
 	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
-// frame is m with its TCP length prefix.
-func frame(m []byte) []byte { return append(binary.BigEndian.AppendUint16(nil, uint16(len(m))), m...) }
-
-func answerTo(t *testing.T, q *dns.Msg, ip string) *dns.Msg {
-	t.Helper()
-	r := new(dns.Msg)
-	r.SetReply(q)
-	rr, err := dns.NewRR(q.Question[0].Name + " 60 IN A " + ip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Answer = append(r.Answer, rr)
-	return r
-}
-
-func packed(t *testing.T, m *dns.Msg) []byte {
-	t.Helper()
-	b, err := m.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// answerTo is the reply a good upstream gives q: one A record, ip.
+func answerTo(q *dns.Msg, ip string) *dns.Msg { return dnstest.Answer(ip)(q, true).Msg }
 
 // tcpForwarder returns a forwarder whose default route is ups, in that
 // order, over which upstream queries go when the client came over TCP. Its
@@ -110,31 +86,31 @@ func TestTCPUpstreamStrayFrameSkipped(t *testing.T) {
 		stray func(t *testing.T, q *dns.Msg) []byte
 	}{
 		{"wrong ID", func(t *testing.T, q *dns.Msg) []byte {
-			r := answerTo(t, q, "10.6.6.6")
+			r := answerTo(q, "10.6.6.6")
 			r.Id ^= 1
-			return packed(t, r)
+			return dnstest.Pack(t, r)
 		}},
 		{"wrong question", func(t *testing.T, q *dns.Msg) []byte {
 			other := q.Copy()
 			other.Question[0].Name = "other.example."
-			return packed(t, answerTo(t, other, "10.6.6.6"))
+			return dnstest.Pack(t, answerTo(other, "10.6.6.6"))
 		}},
 		{"QR clear", func(t *testing.T, q *dns.Msg) []byte {
-			r := answerTo(t, q, "10.6.6.6")
+			r := answerTo(q, "10.6.6.6")
 			r.Response = false
-			return packed(t, r)
+			return dnstest.Pack(t, r)
 		}},
 		{"unparseable", func(t *testing.T, q *dns.Msg) []byte {
 			// The reply's header and question, then an answer count with
 			// no record behind it.
-			b := packed(t, answerTo(t, q, "10.6.6.6"))
+			b := dnstest.Pack(t, answerTo(q, "10.6.6.6"))
 			return b[:12+len(q.Question[0].Name)+1+4]
 		}},
 	}
 	for _, tc := range strays {
 		t.Run(tc.name, func(t *testing.T) {
 			up := tcpUpstream(t, func(q *dns.Msg) ([]byte, bool) {
-				return append(frame(tc.stray(t, q)), frame(packed(t, answerTo(t, q, "10.9.9.9")))...), false
+				return append(dnstest.Frame(tc.stray(t, q)), dnstest.Frame(dnstest.Pack(t, answerTo(q, "10.9.9.9")))...), false
 			})
 			f, store := tcpForwarder(2*time.Second, up)
 			q, qb := query(t, "stray.example.", dns.TypeA)
@@ -161,20 +137,20 @@ func TestTCPUpstreamBrokenFrameFailsFast(t *testing.T) {
 		out  func(t *testing.T, reply []byte) ([]byte, bool)
 	}{
 		{"length under a header", func(t *testing.T, reply []byte) ([]byte, bool) {
-			return frame(reply[:11]), false
+			return dnstest.Frame(reply[:11]), false
 		}},
 		{"length over the limit", func(t *testing.T, reply []byte) ([]byte, bool) {
 			return append(binary.BigEndian.AppendUint16(nil, 4097), reply...), false
 		}},
 		{"EOF mid-frame", func(t *testing.T, reply []byte) ([]byte, bool) {
-			return frame(reply)[:2+len(reply)/2], true
+			return dnstest.Frame(reply)[:2+len(reply)/2], true
 		}},
 	}
 	for _, tc := range broken {
 		t.Run(tc.name, func(t *testing.T) {
-			bad := func(q *dns.Msg) ([]byte, bool) { return tc.out(t, packed(t, answerTo(t, q, "10.6.6.6"))) }
+			bad := func(q *dns.Msg) ([]byte, bool) { return tc.out(t, dnstest.Pack(t, answerTo(q, "10.6.6.6"))) }
 			good := tcpUpstream(t, func(q *dns.Msg) ([]byte, bool) {
-				return frame(packed(t, answerTo(t, q, "10.9.9.9"))), false
+				return dnstest.Frame(dnstest.Pack(t, answerTo(q, "10.9.9.9"))), false
 			})
 			// Picked last-first: the two broken ones, then good.
 			const timeout = 2 * time.Second

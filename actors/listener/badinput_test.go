@@ -1,8 +1,6 @@
 package listener_test
 
 import (
-	"encoding/binary"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/listener"
+	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
 // Header flags, as the wire has them: byte 2 holds QR, opcode, AA, TC, RD;
@@ -56,16 +55,12 @@ func TestNotImpCarriesNoQueryFlags(t *testing.T) {
 			}
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-			if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...)); err != nil {
+			if err := dnstest.WriteFrame(c, q); err != nil {
 				t.Fatal(err)
 			}
-			var l [2]byte
-			if _, err := io.ReadFull(c, l[:]); err != nil {
+			r, err := dnstest.ReadFrame(c)
+			if err != nil {
 				t.Fatalf("no reply: %v", err)
-			}
-			r := make([]byte, binary.BigEndian.Uint16(l[:]))
-			if _, err := io.ReadFull(c, r); err != nil {
-				t.Fatalf("reply cut: %v", err)
 			}
 			return r
 		},
@@ -134,7 +129,7 @@ func TestTCPDropsCountedAsUDP(t *testing.T) {
 	good, _ := m.Pack()
 	var stream []byte
 	for _, f := range [][]byte{resp[:11], resp, good} {
-		stream = append(binary.BigEndian.AppendUint16(stream, uint16(len(f))), f...)
+		stream = append(stream, dnstest.Frame(f)...)
 	}
 	before := dropped()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
@@ -143,13 +138,9 @@ func TestTCPDropsCountedAsUDP(t *testing.T) {
 	}
 	// The connection stays open and the good query after the two dropped
 	// ones is answered: by then both drops were counted.
-	var l [2]byte
-	if _, err := io.ReadFull(c, l[:]); err != nil {
+	r, err := dnstest.ReadFrame(c)
+	if err != nil {
 		t.Fatalf("query after the dropped ones not answered: %v", err)
-	}
-	r := make([]byte, binary.BigEndian.Uint16(l[:]))
-	if _, err := io.ReadFull(c, r); err != nil {
-		t.Fatal(err)
 	}
 	if r[0] != good[0] || r[1] != good[1] || r[3]&hdrRcode != dns.RcodeSuccess {
 		t.Fatalf("reply %x to query %x", r, good)
