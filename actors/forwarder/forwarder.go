@@ -143,7 +143,7 @@ func (f *Forwarder) classify(snap *config.Snapshot, q []byte) plan {
 		f.Stats.count(RouteLocal, OutcomeLocal)
 		return plan{reply: answerLocal(snap, zone, q, qEnd)}
 	}
-	kind, route := routeOf(snap, name)
+	kind, route := Route(snap, name)
 	if len(route.Upstreams) == 0 {
 		f.Stats.count(kind, OutcomeServFail)
 		return plan{reply: errorReply(q, qEnd, rcodeServFail)}
@@ -161,9 +161,9 @@ func (f *Forwarder) hedgeFor(r *config.Route) time.Duration {
 	return f.Hedge
 }
 
-// routeOf returns the upstream route for a lower-case FQDN that is not in a
+// Route returns the upstream route for a lower-case FQDN that is not in a
 // local zone, and its kind.
-func routeOf(snap *config.Snapshot, name string) (RouteKind, *config.Route) {
+func Route(snap *config.Snapshot, name string) (RouteKind, *config.Route) {
 	if config.InZone(name, "mesos.") {
 		return RouteMesos, snap.Mesos
 	}

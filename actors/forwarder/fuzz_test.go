@@ -234,7 +234,7 @@ func fzCheckHandle(t *testing.T, fw *Forwarder, wired, tcp bool, q, reply []byte
 		// echo against that ID, so validate with q's own.
 		return validateReply(fzEcho(q, rc), msgID(q), question) == nil
 	}
-	switch kind, _ := routeOf(fw.store.Load(), name); kind {
+	switch kind, _ := Route(fw.store.Load(), name); kind {
 	case RouteDefault:
 		// Transparency: a reply the upstream got right reaches the client
 		// byte for byte, with only the ID put back.

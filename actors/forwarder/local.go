@@ -51,7 +51,7 @@ func answerLocal(snap *config.Snapshot, zone string, q []byte, qEnd int) []byte 
 		return errorReply(q, qEnd, rcodeServFail)
 	}
 
-	records, exists := ZoneRecords(snap, zone)[name]
+	records, exists := LocalRecords(snap, zone)[name]
 	if !exists {
 		rep.Rcode = dns.RcodeNameError
 	}
@@ -75,10 +75,10 @@ func answerLocal(snap *config.Snapshot, zone string, q []byte, qEnd int) []byte 
 	return out
 }
 
-// ZoneRecords returns every record of a local zone by lower-case owner
+// LocalRecords returns every record of a local zone by lower-case owner
 // name. It is computed from the snapshot on demand: local answers are rare
 // and the zones are tiny.
-func ZoneRecords(snap *config.Snapshot, zone string) map[string][]dns.RR {
+func LocalRecords(snap *config.Snapshot, zone string) map[string][]dns.RR {
 	m := map[string][]dns.RR{}
 	add := func(rr dns.RR) {
 		n := rr.Header().Name

@@ -45,7 +45,7 @@ func TestRoute(t *testing.T) {
 		if tc.localZone != "" {
 			continue
 		}
-		kind, r := routeOf(snap, tc.name)
+		kind, r := Route(snap, tc.name)
 		if kind != tc.kind || r.Name != tc.route {
 			t.Errorf("%s: route %v/%s, want %v/%s", tc.name, kind, r.Name, tc.kind, tc.route)
 		}

@@ -410,7 +410,7 @@ func (s *Server) records(w http.ResponseWriter, _ *http.Request) {
 func LocalRecords(snap *config.Snapshot) []Record {
 	out := []Record{}
 	for _, zone := range forwarder.LocalZones {
-		for _, rrs := range forwarder.ZoneRecords(snap, zone) {
+		for _, rrs := range forwarder.LocalRecords(snap, zone) {
 			for _, rr := range rrs {
 				h := rr.Header()
 				out = append(out, Record{
