@@ -1,7 +1,7 @@
 // Package listener holds the listener actors: one UDP and one TCP actor per
 // bind IP. They own their sockets and hand them over across restarts. UDP
 // queries are served by forwarder.Loop event loops, one per socket; TCP
-// queries by forwarder.Handle, in a goroutine per query.
+// queries by forwarder.Answer, in a goroutine per query.
 package listener
 
 import (
