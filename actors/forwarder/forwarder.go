@@ -1,6 +1,7 @@
 // Package forwarder is Spartan's query path: it routes one query, answers
 // local zones, and races the chosen upstreams. It has two engines with the
-// same rules (rules.go): Loop, the UDP listeners' event loop, and Handle, a
+// same race rules (rules.go) and the same scoring of each upstream attempt
+// (state.Attempt): Loop, the UDP listeners' event loop, and Answer, a
 // goroutine per query (TCP listeners, the HTTP API).
 package forwarder
 
@@ -14,7 +15,7 @@ import (
 )
 
 // Forwarder answers queries. It holds no mutable configuration: every query
-// loads the current snapshot from the store once.
+// loads the current snapshot from the store once, in Begin.
 type Forwarder struct {
 	store *state.Store
 	log   zerolog.Logger
@@ -54,16 +55,18 @@ func New(store *state.Store, log zerolog.Logger) *Forwarder {
 	}
 }
 
-// Begin reserves a slot for one query under handler_limit. Listeners call
-// it before starting the query's goroutine; false means shed the query.
-func (f *Forwarder) Begin() bool {
-	limit := int64(f.store.Load().Config.HandlerLimit)
-	if f.inflight.Add(1) > limit {
+// Begin reserves a slot for one query under handler_limit and returns the
+// snapshot to serve it under: the query's one load of the store (Answer and
+// the loop take it from here). Listeners call it before starting the query;
+// nil means shed the query (counted).
+func (f *Forwarder) Begin() *state.Snapshot {
+	snap := f.store.Load()
+	if f.inflight.Add(1) > int64(snap.Config.HandlerLimit) {
 		f.inflight.Add(-1)
 		f.Stats.Shed.Add(1)
-		return false
+		return nil
 	}
-	return true
+	return snap
 }
 
 // End releases the slot taken by Begin.
@@ -72,44 +75,61 @@ func (f *Forwarder) End() { f.inflight.Add(-1) }
 // InFlight returns the number of queries being handled.
 func (f *Forwarder) InFlight() int64 { return f.inflight.Load() }
 
-// Handle answers one query (its raw bytes, owned by the caller for the
-// duration of the call) and returns the reply to send, or nil to send
-// nothing. tcp says the query came over TCP and must go upstream over TCP.
-// The UDP listeners use the event loop (Loop) instead, which follows the
-// same rules without a goroutine per query.
-func (f *Forwarder) Handle(q []byte, tcp bool) []byte {
-	p := f.classify(q)
+// Answer answers one query (its raw bytes, owned by the caller for the
+// duration of the call) under snap, the snapshot Begin returned, and
+// returns the reply to send, or nil to send nothing. tcp says the query
+// came over TCP and must go upstream over TCP. The UDP listeners use the
+// event loop (Loop) instead, which follows the same rules without a
+// goroutine per query.
+func (f *Forwarder) Answer(snap *state.Snapshot, q []byte, tcp bool) []byte {
+	p := f.classify(snap, q)
 	if p.route == nil {
 		return p.reply
 	}
-	reply, outcome := f.race(p.snap, p.route, q, p.qEnd, tcp)
+	reply, outcome := f.race(snap, p.route, q, p.qEnd, tcp)
 	f.Stats.count(p.kind, outcome)
 	return reply
 }
+
+// Handle is Answer under the current snapshot, for a caller that holds no
+// handler_limit slot.
+func (f *Forwarder) Handle(q []byte, tcp bool) []byte { return f.Answer(f.store.Load(), q, tcp) }
+
+// Drops says whether q is dropped unanswered, and counts it if so: too
+// short for a DNS header, or a response (never answer a response, so two
+// forwarders can't be made to loop). classify checks it first; the TCP
+// listener checks it before a query may take a pipeline slot.
+func (f *Forwarder) Drops(q []byte) bool {
+	if len(q) < headerLen || isResponse(q) {
+		f.Stats.count(RouteNone, OutcomeDropped)
+		return true
+	}
+	return false
+}
+
+// newID is the ID of one upstream query: fresh and random (RFC 5452), never
+// the client's.
+func (f *Forwarder) newID() uint16 { return uint16(f.Rand(1 << 16)) }
 
 // plan is what classify decided for one query: either a reply to send at
 // once (nil: drop it) or a route to race.
 type plan struct {
 	reply []byte
-	snap  *state.Snapshot
 	kind  RouteKind
 	route *state.Route // nil: answered (or dropped) without an upstream
 	qEnd  int          // end of the question section
 }
 
 // classify validates q, answers what needs no upstream (bad input, local
-// zones, a route without upstreams) and routes the rest. It counts every
-// query it answers itself.
-func (f *Forwarder) classify(q []byte) plan {
-	if len(q) < headerLen || isResponse(q) {
-		// Too short to answer, or a response: never answer a response, so
-		// two forwarders can't be made to loop.
-		f.Stats.count(RouteNone, OutcomeDropped)
+// zones, a route without upstreams) and routes the rest under snap. It
+// counts every query it answers (or drops) itself.
+func (f *Forwarder) classify(snap *state.Snapshot, q []byte) plan {
+	if f.Drops(q) {
 		return plan{}
 	}
 	if opcode(q) != 0 {
 		f.Stats.count(RouteNone, OutcomeNotImp)
-		return plan{reply: errorReply(q, 0, rcodeNotImp)}
+		return plan{reply: notImplemented(q)}
 	}
 	if qdcount(q) != 1 {
 		f.Stats.count(RouteNone, OutcomeFormErr)
@@ -120,7 +140,6 @@ func (f *Forwarder) classify(q []byte) plan {
 		f.Stats.count(RouteNone, OutcomeFormErr)
 		return plan{reply: errorReply(q, 0, rcodeFormErr)}
 	}
-	snap := f.store.Load()
 	if zone := localZone(name); zone != "" {
 		f.Stats.count(RouteLocal, OutcomeLocal)
 		return plan{reply: answerLocal(snap, zone, q, qEnd)}
@@ -130,7 +149,7 @@ func (f *Forwarder) classify(q []byte) plan {
 		f.Stats.count(kind, OutcomeServFail)
 		return plan{reply: errorReply(q, qEnd, rcodeServFail)}
 	}
-	return plan{snap: snap, kind: kind, route: route, qEnd: qEnd}
+	return plan{kind: kind, route: route, qEnd: qEnd}
 }
 
 // hedgeFor returns the hedge delay for a query on r: the route's estimate

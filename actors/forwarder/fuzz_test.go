@@ -274,7 +274,8 @@ func fzUDPSize(q []byte) int {
 }
 
 // fzWantError checks that reply is exactly the made-up error reply: the
-// query's header with QR, RA and rcode, and its question when it parsed.
+// query's header with QR, RA and rcode (NOTIMP: QR and rcode only), and its
+// question when it parsed.
 func fzWantError(t *testing.T, q []byte, qEnd, rc int, reply []byte) {
 	t.Helper()
 	n := headerLen
@@ -285,6 +286,11 @@ func fzWantError(t *testing.T, q []byte, qEnd, rc int, reply []byte) {
 	copy(want, q)
 	want[2] = flagQR | q[2]&(opcodeMask|0x01)
 	want[3] = 0x80 | byte(rc)
+	if rc == rcodeNotImp {
+		// Not a QUERY: no RD or RA either (SPEC, "Bad input"; as BIND).
+		want[2] &^= 0x01
+		want[3] &^= 0x80
+	}
 	clear(want[4:headerLen])
 	if qEnd > 0 {
 		want[5] = 1

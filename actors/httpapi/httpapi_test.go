@@ -337,7 +337,7 @@ func TestCollector(t *testing.T) {
 	u := e.reg.Get(e.up.Addr)
 	u.Failures.Add(5)
 	u.Stalls.Add(6)
-	if !e.fwd.Begin() {
+	if e.fwd.Begin() == nil {
 		t.Fatal("Begin")
 	}
 	defer e.fwd.End()

@@ -217,13 +217,14 @@ func (s *Server) query(name string, qtype uint16) (*dns.Msg, error) {
 		return nil, &lookupError{http.StatusBadRequest, fmt.Sprintf("bad name %q: %v", name, err)}
 	}
 	f := s.opts.Forwarder
-	if !f.Begin() {
+	snap := f.Begin()
+	if snap == nil {
 		return nil, &lookupError{http.StatusServiceUnavailable, "too many queries in flight"}
 	}
 	defer f.End()
 	var rep dns.Msg
 	for _, tcp := range []bool{false, true} {
-		raw := f.Handle(q, tcp)
+		raw := f.Answer(snap, q, tcp)
 		if raw == nil {
 			return nil, &lookupError{http.StatusBadGateway, fmt.Sprintf("%s %s: no reply", name, dns.TypeToString[qtype])}
 		}

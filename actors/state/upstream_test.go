@@ -106,3 +106,55 @@ func TestMastersPublishSnapshot(t *testing.T) {
 		t.Fatal("upstream identity lost across snapshots")
 	}
 }
+
+// How one attempt is scored, the rule both engines of the query path use:
+// each row is what happened to an attempt, in order, and what it counts.
+func TestAttemptScoring(t *testing.T) {
+	type counts struct{ successes, failures, stalls, late, latencies uint64 }
+	tests := []struct {
+		name   string
+		events func(a *Attempt)
+		want   counts
+	}{
+		{"good reply", func(a *Attempt) { a.Replied(true, time.Millisecond) }, counts{successes: 1, latencies: 1}},
+		{"error reply (SERVFAIL, REFUSED)", func(a *Attempt) { a.Replied(false, time.Millisecond) }, counts{failures: 1}},
+		{"failed fast", func(a *Attempt) { a.Failed() }, counts{failures: 1}},
+		{"timed out", func(a *Attempt) { a.TimedOut() }, counts{failures: 1}},
+		{"given up", func(a *Attempt) { a.Abandon() }, counts{}},
+		{"stalled, then replied: the stall is taken back",
+			func(a *Attempt) { a.Stall(); a.Replied(true, time.Second) }, counts{successes: 1, stalls: 1, late: 1, latencies: 1}},
+		{"stalled, then an error reply: taken back, a failure",
+			func(a *Attempt) { a.Stall(); a.Replied(false, time.Second) }, counts{failures: 1, stalls: 1, late: 1}},
+		{"stalled, then timed out: the stall stands alone",
+			func(a *Attempt) { a.Stall(); a.TimedOut() }, counts{stalls: 1}},
+		{"stalled, then failed: both stand",
+			func(a *Attempt) { a.Stall(); a.Failed() }, counts{failures: 1, stalls: 1}},
+		{"stalled, then given up: the stall stands",
+			func(a *Attempt) { a.Stall(); a.Abandon() }, counts{stalls: 1}},
+		{"a stall counts once", func(a *Attempt) { a.Stall(); a.Stall() }, counts{stalls: 1}},
+		{"an ended attempt counts nothing more", func(a *Attempt) {
+			a.Replied(true, time.Millisecond)
+			a.Stall()
+			a.Replied(true, time.Millisecond)
+			a.Failed()
+			a.TimedOut()
+		}, counts{successes: 1, latencies: 1}},
+		{"no stall after a reply", func(a *Attempt) { a.Replied(true, time.Millisecond); a.Stall() }, counts{successes: 1, latencies: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := &Upstream{}
+			var a Attempt
+			a.Start(u)
+			if !a.Pending() || a.Ended() || a.Upstream() != u {
+				t.Fatal("a started attempt is pending, for its upstream")
+			}
+			tc.events(&a)
+			_, lat, _ := u.Latency.Snapshot()
+			got := counts{u.Successes.Load(), u.Failures.Load(), u.Stalls.Load(), u.LateReplies.Load(), lat}
+			if got != tc.want {
+				t.Fatalf("counted %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
