@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
@@ -16,7 +16,7 @@ type counters struct {
 	Successes, Failures, Stalls, LateReplies, Latencies uint64
 }
 
-func countersOf(u *config.Upstream) counters {
+func countersOf(u *state.Upstream) counters {
 	_, n, _ := u.Latency.Snapshot()
 	return counters{u.Successes.Load(), u.Failures.Load(), u.Stalls.Load(), u.LateReplies.Load(), n}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
@@ -33,7 +34,7 @@ func queriedOnce(t *testing.T, u *dnstest.Upstream) int {
 }
 
 // rankLast makes ups look unhealthy, so they are chosen after the others.
-func rankLast(actor *config.Actor, ups ...*config.Upstream) {
+func rankLast(actor *state.Actor, ups ...*state.Upstream) {
 	for _, u := range ups {
 		u.Failures.Add(3)
 	}
@@ -171,7 +172,7 @@ func testTimeoutStallAccounting(t *testing.T, handle handleFunc) {
 				t.Fatalf("got %v after %v, want SERVFAIL at upstream_timeout (%v)", r, d, tc.timeout)
 			}
 			ups := store.Load().Default.Upstreams
-			booked := func(u *config.Upstream) uint64 { return u.Stalls.Load() + u.Failures.Load() }
+			booked := func(u *state.Upstream) uint64 { return u.Stalls.Load() + u.Failures.Load() }
 			waitFor(t, "the timeouts booked", func() bool { return booked(ups[0]) > 0 && booked(ups[1]) > 0 })
 			for i, u := range ups {
 				s, fl := u.Stalls.Load(), u.Failures.Load()
@@ -221,7 +222,7 @@ func testRepliesAtTheSizeLimit(t *testing.T, handle func(f *forwarder.Forwarder,
 			} else {
 				cfg.Limits.UDPPayloadMax = size + tc.slack
 			}
-			store.Publish(config.Build(&cfg, nil, config.NewRegistry()))
+			store.Publish(state.Build(&cfg, nil, state.NewRegistry()))
 			r := unpack(t, handle(f, qb))
 			if got := r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1; got != tc.ok {
 				t.Fatalf("%d-byte reply with the limit at %d: %v", size, size+tc.slack, r)
@@ -261,7 +262,7 @@ func testHedgeDefaultsToTheCeiling(t *testing.T, handle handleFunc) {
 // has no estimate) and losers read for a second after the race.
 func TestForwarderDefaults(t *testing.T) {
 	cfg := config.Default()
-	f := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+	f := forwarder.New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop())
 	if f.Hedge != 40*time.Millisecond || f.LoserGrace != time.Second {
 		t.Fatalf("hedge %v, loser grace %v; want 40ms and 1s", f.Hedge, f.LoserGrace)
 	}
@@ -272,7 +273,7 @@ func TestForwarderDefaults(t *testing.T) {
 func TestBeginEndHandlerLimit(t *testing.T) {
 	cfg := config.Default()
 	cfg.HandlerLimit = 2
-	f := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+	f := forwarder.New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop())
 	steps := []struct {
 		begin    bool // Begin (else End)
 		want     bool // what Begin returns
@@ -288,7 +289,7 @@ func TestBeginEndHandlerLimit(t *testing.T) {
 	}
 	for i, s := range steps {
 		if s.begin {
-			if got := f.Begin(); got != s.want {
+			if got := f.Begin() != nil; got != s.want {
 				t.Fatalf("step %d: Begin = %v, want %v", i, got, s.want)
 			}
 		} else {

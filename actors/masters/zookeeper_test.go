@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/msg"
+
 	"github.com/spartan-dns/spartan/test/fakeclock"
 
 	"github.com/go-zookeeper/zk"
@@ -294,7 +296,7 @@ func TestZookeeperSessionExpiry(t *testing.T) {
 	p := startProxy(t, z.Addr())
 	var logs testkit.SyncBuffer
 	cfg := zkConfig(t, p.addr(), mesos)
-	out := make(chan any, 100)
+	out := make(chan msg.ToState, 100)
 	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), &logs)).Level(zerolog.DebugLevel)
 	w := New(cfg, out, nil, log, fakeclock.New()).(*zookeeperWatcher)
 	w.sessionTimeout = time.Second // the server grants 400ms..4s (tick 200ms)
@@ -362,7 +364,7 @@ func TestZookeeperServeStops(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := make(chan any, 100)
+			out := make(chan msg.ToState, 100)
 			svc := New(zkConfig(t, tt.addr(t), "/mesos"), out, nil, testLogger(t), fakeclock.New())
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
@@ -435,7 +437,7 @@ func TestZookeeperServers(t *testing.T) {
 }
 
 // changeAndWait applies change and waits for want, returning how long it took.
-func changeAndWait(t *testing.T, out <-chan any, change func(), timeout time.Duration, want ...string) time.Duration {
+func changeAndWait(t *testing.T, out <-chan msg.ToState, change func(), timeout time.Duration, want ...string) time.Duration {
 	t.Helper()
 	settle(out)
 	start := time.Now()
@@ -446,7 +448,7 @@ func changeAndWait(t *testing.T, out <-chan any, change func(), timeout time.Dur
 
 // settle discards reports until the watcher has been quiet for 50ms, so
 // the next report is caused by what the test does next.
-func settle(out <-chan any) {
+func settle(out <-chan msg.ToState) {
 	for {
 		select {
 		case <-out:

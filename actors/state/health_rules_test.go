@@ -1,4 +1,4 @@
-package config_test
+package state_test
 
 import (
 	"net/netip"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/fakeclock"
 )
 
@@ -16,8 +17,8 @@ import (
 // behaviour keeps these passing, one that changes a number fails them.
 
 type healthEnv struct {
-	actor *config.Actor
-	route *config.Route
+	actor *state.Actor
+	route *state.Route
 	clock *fakeclock.Clock
 }
 
@@ -25,10 +26,10 @@ func newHealthEnv(t *testing.T) *healthEnv {
 	t.Helper()
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53"), netip.MustParseAddrPort("127.0.0.2:53")}
-	reg := config.NewRegistry()
-	store := config.NewStore(cfg, reg)
+	reg := state.NewRegistry()
+	store := state.NewStore(cfg, reg)
 	clock := fakeclock.New()
-	e := &healthEnv{actor: config.NewActor(store, reg, nil, time.Hour, clock.Now, zerolog.Nop()), route: store.Load().Default, clock: clock}
+	e := &healthEnv{actor: state.NewActor(store, reg, nil, time.Hour, clock, zerolog.Nop()), route: store.Load().Default, clock: clock}
 	e.actor.UpdateHealth()
 	return e
 }
@@ -39,7 +40,7 @@ func (e *healthEnv) after(d time.Duration) {
 	e.actor.UpdateHealth()
 }
 
-func observe(u *config.Upstream, d time.Duration, n int) {
+func observe(u *state.Upstream, d time.Duration, n int) {
 	for range n {
 		u.Latency.Observe(d)
 	}
