@@ -27,7 +27,7 @@ mkdir -p "$OUT"
 # name ; package ; files NOT mutated (regexp on the path) ; tests that guard the rest
 SCOPES=(
   "forwarder;./actors/forwarder;(datagram|local|loop|rawdial|rawsys|udpsock|upsock|stats)\.go$;^(Test|Fuzz)"
-  "config;./actors/config;(actor|config|load|resolvconf|snapshot|latency)\.go$;^Test(Health|Hedge|Route)"
+  "state;./actors/state;(actor|snapshot|latency)\.go$;^(Test|Fuzz)"
   "listener;./actors/listener;(udp|reuseport)\.go$;^(Test|Fuzz)"
 )
 
