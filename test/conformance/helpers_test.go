@@ -45,11 +45,6 @@ func startSpartan(t *testing.T, upstream netip.AddrPort, extra map[string]any) *
 		cfg[k] = v
 	}
 	sp := harness.Start(t, harness.Options{Config: cfg})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("spartan log tail:\n%s", sp.LogTail(30))
-		}
-	})
 	return sp
 }
 

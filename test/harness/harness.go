@@ -169,7 +169,7 @@ func Start(t testing.TB, opt Options) *Spartan {
 	t.Cleanup(func() {
 		if code := s.Stop(); code != 0 && !opt.AnyExit {
 			t.Errorf("spartan exited %d at cleanup; log tail:\n%s", code, s.LogTail(30))
-		} else if t.Failed() {
+		} else if t.Failed() { // the test's own failure: its daemon's side of the story
 			t.Logf("spartan log tail:\n%s", s.LogTail(40))
 		}
 	})

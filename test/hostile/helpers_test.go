@@ -32,11 +32,6 @@ func startDaemon(t *testing.T, cfg map[string]any) *daemon {
 	t.Helper()
 	// HTTP: the tests read the daemon's own counters (shed queries).
 	sp := harness.Start(t, harness.Options{Config: cfg, HTTP: true})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("spartan log tail:\n%s", sp.LogTail(40))
-		}
-	})
 	d := &daemon{sp: sp}
 	// Warm up both paths so lazily opened sockets are in the baseline.
 	for i := 0; i < 3; i++ {
