@@ -101,6 +101,9 @@ func TestTCPUpstreamStrayFrameSkipped(t *testing.T) {
 			r.Response = false
 			return dnstest.Pack(t, r)
 		}},
+		{"a bare header (12 bytes: the shortest well-framed message)", func(t *testing.T, q *dns.Msg) []byte {
+			return dnstest.Pack(t, answerTo(q, "10.6.6.6"))[:12]
+		}},
 		{"unparseable", func(t *testing.T, q *dns.Msg) []byte {
 			// The reply's header and question, then an answer count with
 			// no record behind it.
