@@ -9,9 +9,9 @@
 #
 # Environment:
 #   MUTATE_WORKERS  parallel mutants, default 2
-#   MUTATE_COEFF    gremlins --timeout-coefficient, default 5 (a test run
-#                   may take this many times the clean run before the
-#                   mutant counts as timed out; generous for a loaded box)
+#   MUTATE_COEFF    gremlins --timeout-coefficient for every scope, instead
+#                   of each scope's own (below): a mutant's test run may take
+#                   this many times the clean run before it counts as timed out
 #   MUTATE_OUT      where the per-scope JSON results go, default a temp dir
 #   GO              the go command, default go
 set -euo pipefail
@@ -20,31 +20,33 @@ cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 WORKERS=${MUTATE_WORKERS:-2}
-COEFF=${MUTATE_COEFF:-5}
 OUT=${MUTATE_OUT:-$(mktemp -d /tmp/spartan-mutate.XXXXXX)}
 mkdir -p "$OUT"
 
-# name ; package ; files NOT mutated (regexp on the path) ; tests that guard the rest
+# name ; package ; files NOT mutated (regexp on the path) ; tests that guard
+# the rest ; timeout coefficient (gremlins times a mutant's run against the
+# clean coverage run, which had a warm build cache: a package whose tests
+# run in a second needs a large factor, or every rebuild "times out")
 SCOPES=(
-  "forwarder;./actors/forwarder;(datagram|local|loop|rawdial|rawsys|udpsock|upsock|stats)\.go$;^(Test|Fuzz)"
-  "state;./actors/state;(actor|snapshot|latency)\.go$;^(Test|Fuzz)"
-  "listener;./actors/listener;(udp|reuseport)\.go$;^(Test|Fuzz)"
+  "forwarder;./actors/forwarder;(datagram|local|loop|rawdial|rawsys|udpsock|upsock|stats)\.go$;^(Test|Fuzz);${MUTATE_COEFF:-5}"
+  "state;./actors/state;(actor|snapshot|latency)\.go$;^(Test|Fuzz);${MUTATE_COEFF:-40}"
+  "listener;./actors/listener;(udp|reuseport)\.go$;^(Test|Fuzz);${MUTATE_COEFF:-10}"
 )
 
 start=$(date +%s)
 args=()
 for s in "${SCOPES[@]}"; do
-  IFS=';' read -r name pkg exclude run <<<"$s"
+  IFS=';' read -r name pkg exclude run coeff <<<"$s"
   echo "== $name: $pkg (tests $run)"
   # GOFLAGS carries the -run filter to both the coverage run and every
   # mutant's test run (gremlins has no flag for it).
   GOFLAGS="-run=$run" "$GO" tool gremlins unleash --silent \
-    --workers "$WORKERS" --timeout-coefficient "$COEFF" \
+    --workers "$WORKERS" --timeout-coefficient "$coeff" \
     -E "$exclude" -o "$OUT/$name.json" "$pkg"
-  args+=("$name=$pkg=$exclude=$run=$OUT/$name.json")
+  args+=("$name=$pkg=$exclude=$run=$coeff=$OUT/$name.json")
 done
 elapsed=$(( $(date +%s) - start ))
 
-"$GO" run ./test/mutate -elapsed "${elapsed}s" -workers "$WORKERS" -coeff "$COEFF" \
+"$GO" run ./test/mutate -elapsed "${elapsed}s" -workers "$WORKERS" \
   -survivors test/mutate/survivors.txt -o docs/MUTATION.md "${args[@]}"
 echo "wrote docs/MUTATION.md (results in $OUT)"

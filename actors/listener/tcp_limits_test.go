@@ -90,6 +90,17 @@ func TestTCPConnectionLimit(t *testing.T) {
 			t.Errorf("kept connection %d no longer served: %v", i, err)
 		}
 	}
+	// A refusal takes no slot: once a kept connection is closed, a new
+	// one is served again (the listener sees the close a moment later).
+	kept[0].Close()
+	testkit.WaitFor(t, "a new connection served after one closed", 5*time.Second, func() bool {
+		c, err := dns.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		return askTCP(c, "ready.spartan.") == nil
+	})
 }
 
 // tcp_message_max is the largest query read: a frame of exactly that size

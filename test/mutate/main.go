@@ -2,7 +2,7 @@
 // file per scope, see test/mutate.sh): the score, how it was run, and every
 // surviving mutant with the reason it is left, from a hand-kept file.
 //
-// Each argument is name=package=excluded-files=run-filter=results.json.
+// Each argument is name=package=excluded-files=run-filter=coefficient=results.json.
 // The survivors file has one line per known survivor:
 //
 //	file.go:LINE:COL MUTATOR	why it is equivalent or left
@@ -41,7 +41,7 @@ type result struct {
 }
 
 type scope struct {
-	name, pkg, exclude, run string
+	name, pkg, exclude, run, coeff string
 	res                     result
 	timedOut                int
 	survivors, uncovered    []string // "file.go:L:C MUTATOR"
@@ -52,7 +52,6 @@ func main() {
 	survivorsPath := flag.String("survivors", "test/mutate/survivors.txt", "known survivors and their reasons")
 	elapsed := flag.String("elapsed", "", "wall time of the whole run")
 	workers := flag.Int("workers", 2, "gremlins --workers used")
-	coeff := flag.Int("coeff", 5, "gremlins --timeout-coefficient used")
 	flag.Parse()
 	reasons, err := readReasons(*survivorsPath)
 	if err != nil {
@@ -66,7 +65,7 @@ func main() {
 		}
 		scopes = append(scopes, s)
 	}
-	if err := os.WriteFile(*out, []byte(render(scopes, reasons, *elapsed, *workers, *coeff)), 0o644); err != nil {
+	if err := os.WriteFile(*out, []byte(render(scopes, reasons, *elapsed, *workers)), 0o644); err != nil {
 		fail(fmt.Errorf("write report: %w", err))
 	}
 }
@@ -99,12 +98,12 @@ func readReasons(path string) (map[string]string, error) {
 }
 
 func readScope(arg string) (*scope, error) {
-	p := strings.SplitN(arg, "=", 5)
-	if len(p) != 5 {
-		return nil, fmt.Errorf("argument %q: want name=package=exclude=run=results.json", arg)
+	p := strings.SplitN(arg, "=", 6)
+	if len(p) != 6 {
+		return nil, fmt.Errorf("argument %q: want name=package=exclude=run=coefficient=results.json", arg)
 	}
-	s := &scope{name: p[0], pkg: p[1], exclude: p[2], run: p[3]}
-	b, err := os.ReadFile(p[4])
+	s := &scope{name: p[0], pkg: p[1], exclude: p[2], run: p[3], coeff: p[4]}
+	b, err := os.ReadFile(p[5])
 	if err != nil {
 		return nil, fmt.Errorf("results of %s: %w", s.name, err)
 	}
@@ -136,7 +135,7 @@ func pct(a, b int) string {
 	return fmt.Sprintf("%.1f %%", 100*float64(a)/float64(b))
 }
 
-func render(scopes []*scope, reasons map[string]string, elapsed string, workers, coeff int) string {
+func render(scopes []*scope, reasons map[string]string, elapsed string, workers int) string {
 	var b strings.Builder
 	b.WriteString("# Mutation score\n\n")
 	b.WriteString("Written by `make mutate` (`test/mutate.sh`, then `go run ./test/mutate`); do not edit by hand:\n")
@@ -146,16 +145,17 @@ func render(scopes []*scope, reasons map[string]string, elapsed string, workers,
 	b.WriteString("runs the unit tests that guard it. A mutant is *killed* when a test fails, *timed out* when\n")
 	b.WriteString("the tests hang (the mutant is caught too: counted as killed below), *lived* when every test\n")
 	b.WriteString("passes. Mutants on lines no selected test runs are *not covered* and not tried.\n\n")
-	fmt.Fprintf(&b, "Run: `make mutate` = for each scope, `GOFLAGS=-run=FILTER go tool gremlins unleash --workers %d --timeout-coefficient %d -E EXCLUDED -o RESULTS.json PKG`; whole run %s.\n\n", workers, coeff, elapsed)
-	b.WriteString("| scope | package | not mutated | tests | killed | timed out | lived | not covered | score (killed + timed out) / (those + lived) |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "Run: `make mutate` = for each scope, `GOFLAGS=-run=TESTS go tool gremlins unleash --workers %d --timeout-coefficient COEFF -E NOT-MUTATED -o RESULTS.json PACKAGE`; whole run %s.\n\n", workers, elapsed)
+	b.WriteString("| scope | package | not mutated | tests | coeff | killed | timed out | lived | not covered | score (killed + timed out) / (those + lived) |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	var k, to, l int
 	for _, s := range scopes {
 		cell := func(x string) string { return strings.ReplaceAll(x, "|", `\|`) } // a regexp's | would end the cell
-		fmt.Fprintf(&b, "| %s | `%s` | `%s` | `%s` | %d | %d | %d | %d | %s |\n", s.name, s.pkg, cell(s.exclude), cell(s.run),
+		fmt.Fprintf(&b, "| %s | `%s` | `%s` | `%s` | %s | %d | %d | %d | %d | %s |\n", s.name, s.pkg, cell(s.exclude), cell(s.run), s.coeff,
 			s.res.Killed, s.timedOut, s.res.Lived, s.res.NotCovered, pct(s.res.Killed+s.timedOut, s.res.Killed+s.timedOut+s.res.Lived))
 		k, to, l = k+s.res.Killed, to+s.timedOut, l+s.res.Lived
 	}
-	fmt.Fprintf(&b, "| **all** | | | | **%d** | **%d** | **%d** | | **%s** |\n\n", k, to, l, pct(k+to, k+to+l))
+	fmt.Fprintf(&b, "| **all** | | | | | **%d** | **%d** | **%d** | | **%s** |\n\n", k, to, l, pct(k+to, k+to+l))
+	fmt.Fprintf(&b, "Counting timed-out mutants as neither killed nor lived, the score is %s (%d killed of %d).\n\n", pct(k, k+l), k, k+l)
 	b.WriteString("## Surviving mutants\n\n")
 	unexplained := 0
 	for _, s := range scopes {
