@@ -42,9 +42,9 @@ type result struct {
 
 type scope struct {
 	name, pkg, exclude, run, coeff string
-	res                     result
-	timedOut                int
-	survivors, uncovered    []string // "file.go:L:C MUTATOR"
+	res                            result
+	timedOut                       int
+	survivors, uncovered           []string // "file.go:L:C MUTATOR"
 }
 
 func main() {
