@@ -24,9 +24,9 @@ OUT=${MUTATE_OUT:-$(mktemp -d /tmp/spartan-mutate.XXXXXX)}
 mkdir -p "$OUT"
 
 # name ; package ; files NOT mutated (regexp on the path) ; tests that guard
-# the rest ; timeout coefficient (gremlins times a mutant's run against the
-# clean coverage run, which had a warm build cache: a package whose tests
-# run in a second needs a large factor, or every rebuild "times out")
+# the rest ; timeout coefficient (gremlins allows a mutant's test run this
+# many times the clean coverage run; generous where the tests take about a
+# second, since the mutant's rebuild is then most of the run)
 SCOPES=(
   "forwarder;./actors/forwarder;(datagram|local|loop|rawdial|rawsys|udpsock|upsock|stats)\.go$;^(Test|Fuzz);${MUTATE_COEFF:-5}"
   "state;./actors/state;(actor|snapshot|latency)\.go$;^(Test|Fuzz);${MUTATE_COEFF:-40}"
