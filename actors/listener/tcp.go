@@ -41,6 +41,7 @@ type TCP struct {
 	// prev is the listening socket of the last run, left open when the run
 	// was cancelled so that connections queue in it until the next run.
 	prev atomic.Pointer[net.TCPListener]
+	base *os.File // inherited listening socket (Inherit); nil: bind our own
 	// Refused counts connections closed at once because of tcp_connections.
 	Refused atomic.Uint64
 }
@@ -65,7 +66,7 @@ const endGrace = 50 * time.Millisecond
 // and closes it, so a restart refuses no connection. Close releases the
 // socket for good.
 func (l *TCP) Serve(ctx context.Context) error {
-	ln, err := listenTCP(ctx, l.addr)
+	ln, err := l.listen(ctx)
 	if err != nil {
 		return fmt.Errorf("tcp listen %s: %w", l.addr, err)
 	}
@@ -105,7 +106,7 @@ func (l *TCP) Serve(ctx context.Context) error {
 		c, err := ln.AcceptTCP()
 		if err != nil {
 			if ctx.Err() != nil {
-				keep = true
+				keep = l.base == nil // an inherited socket outlives the run anyway
 				return ctx.Err()
 			}
 			var ne net.Error

@@ -28,6 +28,13 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 			}
 			return n
 		},
+		Reloads: func() (uint64, uint64) {
+			if d.reloads == nil {
+				return 0, 0
+			}
+			return d.reloads.Reloads.Load(), d.reloads.Failures.Load()
+		},
+		NoUpstreams: len(d.cfg.UpstreamResolvers) == 0,
 	})
 	m.Watch(d.tree)
 	api.Actor("http", httpapi.New(httpapi.Options{

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -40,12 +41,17 @@ type daemon struct {
 	udp   []*listener.UDP
 	tcp   []*listener.TCP
 
+	reloads *upgrader // nil in tests that build a daemon without main
+
 	// failed carries the exit code when an actor decides the process must
 	// die (the watchdog after its grace period).
 	failed chan int
 }
 
-func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
+// newDaemon builds the tree. inh holds the sockets handed to us
+// (LISTEN_FDS): a listener whose address has one serves it instead of
+// binding its own. notify is the watchdog's sd_notify.
+func newDaemon(cfg *config.Config, log zerolog.Logger, inh inherited, notify watchdog.Notifier) *daemon {
 	reg := config.NewRegistry()
 	d := &daemon{cfg: cfg, log: log, store: config.NewStore(cfg, reg), failed: make(chan int, 1)}
 	d.fwd = forwarder.New(d.store, log)
@@ -65,16 +71,25 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	dns := root.Supervisor("dns", dnsOpts)
 	for _, ip := range cfg.BindIPs {
 		if cfg.UDPServerEnabled {
-			l := listener.NewUDP(netip.AddrPortFrom(ip, uint16(cfg.UDPPort)), d.fwd, log)
+			addr := netip.AddrPortFrom(ip, uint16(cfg.UDPPort))
+			l := listener.NewUDP(addr, d.fwd, log)
+			if f := inh.take("udp", addr); f != nil {
+				l.Inherit(f)
+			}
 			d.udp = append(d.udp, l)
 			dns.Actor("udp-"+ip.String(), l)
 		}
 		if cfg.TCPServerEnabled {
-			l := listener.NewTCP(netip.AddrPortFrom(ip, uint16(cfg.TCPPort)), d.fwd, cfg.Limits, log)
+			addr := netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
+			l := listener.NewTCP(addr, d.fwd, cfg.Limits, log)
+			if f := inh.take("tcp", addr); f != nil {
+				l.Inherit(f)
+			}
 			d.tcp = append(d.tcp, l)
 			dns.Actor("tcp-"+ip.String(), l)
 		}
 	}
+	inh.rest(log)
 
 	// Node: the link that carries the bind IPs.
 	node := root.Supervisor("node", groupOpts)
@@ -82,7 +97,7 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 		node.Actor("interface", a)
 	}
 	if udp, tcp := probeAddrs(cfg); udp.IsValid() || tcp.IsValid() {
-		node.Actor("watchdog", watchdog.New(udp, cfg.Watchdog.Interval, cfg.Watchdog.Grace, watchdog.SdNotifier{}, d.fail,
+		node.Actor("watchdog", watchdog.New(udp, cfg.Watchdog.Interval, cfg.Watchdog.Grace, notify, d.fail,
 			log.With().Str("actor", "watchdog").Logger(), watchdog.WithUDPAddr(udp), watchdog.WithTCPAddr(tcp)))
 	}
 
@@ -104,6 +119,33 @@ func probeAddrs(cfg *config.Config) (udp, tcp netip.AddrPort) {
 		tcp = netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
 	}
 	return udp, tcp
+}
+
+// handoverFiles returns, for a reload, one socket per listener bound to its
+// address (inherited ones duplicated), named after the listener.
+func (d *daemon) handoverFiles() ([]*os.File, error) {
+	var files []*os.File
+	add := func(f *os.File, err error) error {
+		if err != nil {
+			for _, f := range files {
+				_ = f.Close()
+			}
+			return err
+		}
+		files = append(files, f)
+		return nil
+	}
+	for _, l := range d.udp {
+		if err := add(l.File()); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range d.tcp {
+		if err := add(l.File()); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
 }
 
 // fail asks the daemon to stop and exit with code (non-zero). Called from
