@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"sync/atomic"
@@ -97,12 +98,48 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, inh inherited, notify wat
 		node.Actor("interface", a)
 	}
 	if udp, tcp := probeAddrs(cfg); udp.IsValid() || tcp.IsValid() {
+		opts := []watchdog.Option{watchdog.WithUDPAddr(udp), watchdog.WithTCPAddr(tcp)}
+		if h, ok := notify.(*handoffNotifier); ok && h.pending() {
+			opts = append(opts, watchdog.WithProbe(d.selfProbe(udp, tcp, h)))
+		}
 		node.Actor("watchdog", watchdog.New(udp, cfg.Watchdog.Interval, cfg.Watchdog.Grace, notify, d.fail,
-			log.With().Str("actor", "watchdog").Logger(), watchdog.WithUDPAddr(udp), watchdog.WithTCPAddr(tcp)))
+			log.With().Str("actor", "watchdog").Logger(), opts...))
 	}
 
 	d.addAPI(root)
 	return d
+}
+
+// selfProbe is the watchdog probe of a process started by a reload, until
+// it has taken over: the sockets are shared with the process we replace,
+// so a passing probe may have been answered by that one. Each transport
+// passes only if this process answered a local query meanwhile (the
+// probe's, or a client's): proof that it reads those sockets itself.
+func (d *daemon) selfProbe(udp, tcp netip.AddrPort, h *handoffNotifier) func(context.Context) error {
+	timeout := min(5*time.Second, max(d.cfg.Watchdog.Interval/3, 500*time.Millisecond))
+	return func(ctx context.Context) error {
+		for _, p := range []struct {
+			name     string
+			udp, tcp netip.AddrPort
+		}{{"udp", udp, netip.AddrPort{}}, {"tcp", netip.AddrPort{}, tcp}} {
+			if !p.udp.IsValid() && !p.tcp.IsValid() {
+				continue
+			}
+			before := d.localAnswers()
+			if err := watchdog.ProbeAddrs(ctx, p.udp, p.tcp, timeout); err != nil {
+				return err
+			}
+			if h.pending() && d.localAnswers() == before {
+				return fmt.Errorf("%s probe answered by the process we replace, not yet by us", p.name)
+			}
+		}
+		return nil
+	}
+}
+
+// localAnswers is how many local-zone queries this process answered.
+func (d *daemon) localAnswers() uint64 {
+	return d.fwd.Stats.Queries[forwarder.RouteLocal][forwarder.OutcomeLocal].Load()
 }
 
 // probeAddrs is where the watchdog checks ready.spartan: the first bind IP,

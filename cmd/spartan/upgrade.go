@@ -190,6 +190,14 @@ func newHandoffNotifier(sd func(string) error, log zerolog.Logger) *handoffNotif
 	return n
 }
 
+// pending reports whether this process still waits to take over from the
+// one that started it.
+func (n *handoffNotifier) pending() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.parent != nil
+}
+
 // Notify implements watchdog.Notifier.
 func (n *handoffNotifier) Notify(state string) error {
 	n.mu.Lock()
