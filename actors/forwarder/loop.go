@@ -38,7 +38,7 @@ type Loop struct {
 
 	retire atomic.Bool
 	keep   atomic.Bool // Stop: leave what is queued in the listener socket
-	wakeMu sync.Mutex // Retire's write vs the eventfd's close
+	wakeMu sync.Mutex  // Retire's write vs the eventfd's close
 	closed bool
 
 	up     sockPool // upstream sockets, recycled (upsock.go)
