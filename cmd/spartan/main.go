@@ -61,7 +61,13 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if len(cfg.UpstreamResolvers) == 0 {
-		log.Warn().Msg("no upstream_resolvers (none in the config or resolv.conf): names outside the local zones, mesos and forward_zones get SERVFAIL")
+		cfgFile := *cfgPath
+		if cfgFile == "" {
+			cfgFile = config.DefaultConfigPath
+		}
+		log.Error().Str("set", "upstream_resolvers in "+cfgFile+", or nameserver lines in "+config.DefaultUpstreamsPath).
+			Str("read", config.UpstreamsSource()).
+			Msg("no upstream resolvers: names outside the local zones, *.mesos and forward_zones get SERVFAIL")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
