@@ -49,9 +49,9 @@ type checkDeps struct {
 	// upstreams returns how many upstreams the daemon behind socket has
 	// for names no other rule claims (the "default" route); nil: not asked.
 	upstreams func(socket string) (int, error)
-	probe  func(ctx context.Context, udp, tcp netip.AddrPort, timeout time.Duration) error
-	stdout io.Writer
-	stderr io.Writer
+	probe     func(ctx context.Context, udp, tcp netip.AddrPort, timeout time.Duration) error
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 func runCheck(_ string, args []string) int {

@@ -1,12 +1,12 @@
 package main
 
 import (
-	iofs "io/fs"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -68,7 +68,7 @@ type genresolvDeps struct {
 	// upstreams is the node's upstreams file (-upstreams default; "": none).
 	upstreams string
 	stdout    io.Writer
-	stderr io.Writer
+	stderr    io.Writer
 }
 
 func udpProbe(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error {
@@ -77,10 +77,10 @@ func udpProbe(ctx context.Context, addr netip.AddrPort, timeout time.Duration) e
 
 func runGenresolv(_ string, args []string) int {
 	return genresolvMain(args, genresolvDeps{
-		load:   loadConfig,
-		getenv: os.Getenv,
-		probe:  udpProbe,
-		rand:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		load:      loadConfig,
+		getenv:    os.Getenv,
+		probe:     udpProbe,
+		rand:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		rename:    os.Rename,
 		upstreams: config.DefaultUpstreamsPath,
 		stdout:    os.Stdout,
