@@ -44,11 +44,16 @@ type TCP struct {
 	base *os.File // inherited listening socket (Inherit); nil: bind our own
 	// Refused counts connections closed at once because of tcp_connections.
 	Refused atomic.Uint64
+	// UnreadLimit bounds the reply bytes a client may leave unread (sent
+	// but not yet acknowledged by its TCP) before it is cut off.
+	UnreadLimit int
+	cuts        [numCuts]atomic.Uint64 // connections cut off, by reason (tcpcut.go)
 }
 
 // NewTCP returns the TCP listener actor for addr.
 func NewTCP(addr netip.AddrPort, fwd *forwarder.Forwarder, limits config.LimitsConfig, log zerolog.Logger) *TCP {
-	return &TCP{addr: addr, fwd: fwd, limits: limits, log: log.With().Str("listener", "tcp").Stringer("addr", addr).Logger()}
+	return &TCP{addr: addr, fwd: fwd, limits: limits, UnreadLimit: defaultUnreadLimit,
+		log: log.With().Str("listener", "tcp").Stringer("addr", addr).Logger()}
 }
 
 func (l *TCP) String() string { return "tcp-" + l.addr.Addr().String() }
@@ -216,8 +221,15 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 		if _, err := io.ReadFull(c, q); err != nil {
 			return
 		}
-		if len(q) < 12 || q[2]&0x80 != 0 {
-			continue // too short or a response: dropped, never answered
+		if !forwarder.WellFormed(q) {
+			// Not DNS, or out of step with its own framing: nothing after
+			// this can be trusted. The replies already due are written
+			// (the deferred wait), then the connection closes.
+			l.cut(cutGarbage)
+			return
+		}
+		if q[2]&0x80 != 0 {
+			continue // a response: dropped, never answered
 		}
 		// Pipelining limit: stop reading (back-pressure) until a slot frees.
 		select {
@@ -249,6 +261,14 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 				// A client that does not read its answers (or a half-written
 				// frame that broke the stream) loses the connection: it must
 				// not hold a slot of tcp_connections while its queries pile up.
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					l.cut(cutBlocked)
+				}
+				_ = c.Close()
+				return
+			}
+			if l.unreadOver(c) {
+				l.cut(cutUnread)
 				_ = c.Close()
 			}
 		}()
