@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -98,6 +99,7 @@ func (u *upgrader) start() (int, error) {
 		return 0, fmt.Errorf("start %s: %w", u.exe, err)
 	}
 	pid := cmd.Process.Pid
+	started := time.Now()
 	u.log.Info().Int("pid", pid).Str("binary", u.exe).Msg("reload: new process started; waiting until it serves")
 
 	exited := make(chan error, 1)
@@ -110,16 +112,25 @@ func (u *upgrader) start() (int, error) {
 		}
 		ready <- err
 	}()
+	// A new process that does not become ready is stopped as cleanly as
+	// it can be: SIGTERM makes it answer the queries it already read from
+	// the shared sockets (and leave the rest queued, for us); SIGKILL only
+	// if it does not exit.
 	fail := func(err error) (int, error) {
-		_ = cmd.Process.Kill()
-		<-exited
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 		return 0, err
 	}
 	select {
 	case err := <-exited:
 		return 0, fmt.Errorf("new process %d exited before serving: %w", pid, exitErr(err))
 	case <-time.After(u.timeout):
-		return fail(fmt.Errorf("new process %d not serving after %s; killed it", pid, u.timeout))
+		return fail(fmt.Errorf("new process %d not serving after %s; stopped it", pid, u.timeout))
 	case err := <-ready:
 		if err != nil {
 			select {
@@ -130,6 +141,7 @@ func (u *upgrader) start() (int, error) {
 			}
 		}
 	}
+	u.log.Info().Int("pid", pid).Dur("took", time.Since(started)).Msg("reload: new process serving")
 	// Hand the service over: systemd now watches the new process.
 	if err := u.notify(fmt.Sprintf("MAINPID=%d\nREADY=1", pid)); err != nil {
 		u.log.Warn().Err(err).Msg("reload: cannot tell systemd the new MAINPID")

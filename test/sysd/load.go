@@ -29,6 +29,7 @@ type LoadOptions struct {
 // Report is what a load run saw.
 type Report struct {
 	Sent, Answered, Late, Lost int
+	UDPLost, TCPLost           int // Lost, by transport
 	TCPResent                  int // TCP queries sent again after their connection closed unanswered
 	Latencies                  []time.Duration
 	// Answers counts the A records answered, by address, for queries sent
@@ -201,6 +202,7 @@ func (l *Load) udp(c *net.UDPConn, idx int) {
 		if lost {
 			l.mu.Lock()
 			l.rep.Lost++
+			l.rep.UDPLost++
 			l.mu.Unlock()
 		}
 		_, _ = c.Write(l.query(seq, l.opt.Names[sent%len(l.opt.Names)]))
@@ -235,6 +237,7 @@ drain:
 	l.mu.Lock()
 	l.rep.Sent += sent
 	l.rep.Lost += lost
+	l.rep.UDPLost += lost
 	l.mu.Unlock()
 }
 
@@ -313,6 +316,7 @@ loop:
 	l.mu.Lock()
 	l.rep.Sent += sent
 	l.rep.Lost += lost
+	l.rep.TCPLost += lost
 	l.rep.TCPResent += t.resent
 	l.mu.Unlock()
 }
