@@ -56,14 +56,8 @@ func rawRecv(fd int, b []byte) (int, syscall.Errno) {
 }
 
 // epollAdd adds fd to the epoll set ep, level-triggered, for reading.
-// Listener sockets are added EPOLLEXCLUSIVE: several loops may serve one
-// socket (an inherited, socket-activated one), and a datagram should wake
-// one of them, not all.
 func epollAdd(ep, fd int, tag, slot int32) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tag, Pad: slot}
-	if tag == tagListener {
-		ev.Events |= unix.EPOLLEXCLUSIVE
-	}
 	if _, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ep), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0); errno != 0 {
 		return os.NewSyscallError("epoll_ctl", errno)
 	}
