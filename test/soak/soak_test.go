@@ -363,6 +363,9 @@ func writeReport(t *testing.T, path string, samples []sample, total sample, kill
 	fmt.Fprintf(&b, "# Soak\n\n")
 	fmt.Fprintf(&b, "Command: `make soak SOAK_DURATION=%s` (= `go test -tags soak -count=1 -timeout 0 -v ./test/soak -soak.duration=%s -soak.out=bench/SOAK.md`).\n\n", *duration, *duration)
 	fmt.Fprintf(&b, "Run on %s, %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), hostNote())
+	if *duration < 30*time.Minute {
+		fmt.Fprintf(&b, "**A short run (%s), not the 30-minute soak**: a trend over %d samples says little about leaks.\n\n", *duration, len(samples))
+	}
 	fmt.Fprintf(&b, "Spartan under test/sysd (systemd's part: the sockets, LISTEN_FDS, NotifyAccess=main, Restart=always). Load: %d qps open-loop UDP over 4 sockets plus 2 pipelined TCP clients at 100 qps each, names on every route (default upstream, a forward zone, *.mesos via master_list, spartan., localhost., zk.). `spartanctl kill` of a random tree node every %s, a SIGHUP reload every %s, hostile clients every second (a garbage TCP frame, a slowloris, 10 garbage datagrams; every 10 s a client that pipelines 5000 queries and never reads). Lost = no reply at all (the load waits 3 s after each minute); TCP queries whose connection closed unanswered are sent again, as RFC 7766 clients do, and counted as resent. Each row is the minute before it; RSS, fds and goroutines are of the main process at the end of the minute (it changes at each reload); restarts are the actor restarts of that process.\n\n", *qps-200, *killEvery, *reloadEach)
 	b.WriteString("| min | pid | RSS kB | fds | goroutines | kills (total) | restarts (pid) | reloads (total) | sent | answered | lost (UDP/TCP) | late >3s | TCP resent | p50 | p99 | p99.9 |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
