@@ -26,12 +26,16 @@ both answer A 127.0.0.1. This is the probe the spartan-watchdog timer runs.
 
 Without -addr it probes the first bind IP of the configuration (-config, else
 /etc/spartan/spartan.json if it exists, else the built-in defaults) at its
-udp_port and tcp_port, skipping a transport whose server is disabled. -addr
-without a port means port 53.
+udp_port and tcp_port, skipping a transport whose server is disabled, and
+then asks the daemon over the configuration's control socket whether it has
+upstream resolvers: without any it fails, naming what to set (it skips this
+part, with a note, when the socket cannot be reached). -addr without a port
+means port 53.
 
 Exit codes:
   0  both transports answered ready.spartan with 127.0.0.1
-  1  the probe failed; stderr names each failing transport and why
+  1  the probe failed; stderr names each failing transport and why (or
+     the daemon has no upstream resolvers)
   2  usage or configuration error
 
 Flags:
