@@ -36,7 +36,7 @@ type service struct {
 // newService writes a config for a daemon on a free loopback address that
 // forwards example.com to upstream A (10.0.0.1) and starts it. activated
 // false runs it the way today's unit does: no sockets handed to it.
-func newService(t *testing.T, activated bool) *service {
+func newService(t *testing.T, activated bool, args ...string) *service {
 	t.Helper()
 	bin, ctlBin := harness.Build(t)
 	dir := t.TempDir()
@@ -65,7 +65,7 @@ func newService(t *testing.T, activated bool) *service {
 	if !activated {
 		sock = netip.AddrPort{}
 	}
-	s.m = NewManager(t, dir, sock, bin, "-config", s.cfgPath, "-reload-timeout", "10s")
+	s.m = NewManager(t, dir, sock, bin, append([]string{"-config", s.cfgPath, "-reload-timeout", "10s"}, args...)...)
 	s.m.Start(t)
 	return s
 }
@@ -307,6 +307,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	r := l.Stop()
 	report(t, "20 reloads (SIGHUP), one with an invalid config", r)
+	t.Logf("lost by transport: UDP %d, TCP %d", r.UDPLost, r.TCPLost)
 	if r.Lost != 0 || r.Answered == 0 {
 		t.Errorf("lost %d queries across reloads, want 0", r.Lost)
 	}
@@ -332,4 +333,29 @@ func fdList(pid int) string {
 		out = append(out, e.Name()+"->"+l)
 	}
 	return strings.Join(out, " ")
+}
+
+// A new process that is not serving within -reload-timeout is stopped and
+// the old one keeps serving, under load, losing nothing.
+func TestReloadTimeoutKeepsOldServing(t *testing.T) {
+	s := newService(t, true, "-reload-timeout", "1ms") // the later flag wins
+	l := s.load(t)
+	for range 3 {
+		time.Sleep(300 * time.Millisecond)
+		if before, after := s.m.Reload(t); before != after {
+			t.Fatalf("a reload that timed out replaced pid %d by %d", before, after)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	r := l.Stop()
+	report(t, "3 reloads whose new process timed out", r)
+	if r.Lost != 0 {
+		t.Errorf("lost %d queries", r.Lost)
+	}
+	if v := s.metric(t, `spartan_reloads_total{result="failed"}`); v != 3 {
+		t.Errorf(`spartan_reloads_total{result="failed"} = %v, want 3`, v)
+	}
+	if !strings.Contains(s.m.LogTail(400), "not serving after 1ms") {
+		t.Errorf("the log does not say why the reload failed:\n%s", s.m.LogTail(30))
+	}
 }
