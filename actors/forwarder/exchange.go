@@ -38,9 +38,9 @@ func (netDialer) Dial(network string, addr netip.AddrPort, deadline time.Time) (
 
 // exchange is one attempt of race r at upstream u: it sends the query with
 // a fresh ID and reads until a valid reply, the deadline, or (once the race
-// is over) LoserGrace. It scores the outcome for u's health (state.Attempt)
+// is over) LoserGrace; i is u's index in the route. It scores the outcome for u's health (state.Attempt)
 // and sends exactly one result to r.out, which has room for it.
-func (f *Forwarder) exchange(r *goRace, u *state.Upstream) {
+func (f *Forwarder) exchange(r *goRace, i int, u *state.Upstream) {
 	var a state.Attempt
 	a.Start(u)
 	network := "udp"
@@ -50,10 +50,10 @@ func (f *Forwarder) exchange(r *goRace, u *state.Upstream) {
 	conn, err := f.Dial.Dial(network, u.Addr, r.deadline)
 	if err != nil {
 		a.Failed()
-		r.out <- nil
+		r.out <- result{up: i}
 		return
 	}
-	r.out <- f.exchangeOn(conn, r, &a)
+	r.out <- result{up: i, reply: f.exchangeOn(conn, r, &a)}
 	conn.Close() // after delivering: closing is not on the client's path
 }
 

@@ -28,7 +28,7 @@ type loopQuery struct {
 	hedge    int64 // the route's hedge delay when the query came
 
 	rules raceRules
-	att   [maxAttempts]loopAttempt
+	att   [maxSends]loopAttempt
 	natt  int
 }
 
@@ -41,6 +41,7 @@ type loopQuery struct {
 type loopAttempt struct {
 	score state.Attempt
 	sock  int32 // index in the loop's socket pool; -1 once settled
+	up    int8  // the upstream's index in the route (raceRules)
 	id    uint16
 	sent  int64 // loop clock
 }
@@ -78,7 +79,7 @@ func (l *Loop) freeQuery(s int32) {
 	q.inUse = false
 	q.gen++
 	q.rules = raceRules{}
-	q.att = [maxAttempts]loopAttempt{}
+	q.att = [maxSends]loopAttempt{}
 	l.free = append(l.free, s)
 	l.active--
 }
@@ -117,34 +118,63 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 // means the same as in the goroutine race.
 func (l *Loop) launch(s int32, n int, now int64) {
 	q := &l.slots[s]
+	var buf [maxAttempts]int
+	failed := buf[:0] // upstreams whose attempt failed at once
 	for n > 0 {
-		failed := 0
 		for ; n > 0; n-- {
 			i := q.rules.next(l.f)
 			if i < 0 {
 				n = 0
 				break
 			}
-			k := q.natt
-			q.natt++
-			a := &q.att[k]
-			*a = loopAttempt{sock: -1, id: l.f.newID()}
-			a.score.Start(q.rules.ups[i])
-			if err := l.sendUpstream(s, k, q, a); err != nil {
-				a.score.Failed()
-				l.hangUpAttempt(a, false)
-				failed++
-				continue
+			if !l.sendAttempt(s, i, now) {
+				failed = append(failed, i)
 			}
-			a.sent = now
-			l.stallQ.push(timerEntry{when: now + q.hedge, slot: s, gen: q.gen, attempt: int8(k)})
 		}
-		for ; failed > 0; failed-- {
-			_, more := q.rules.settle(nil)
+		for _, i := range failed {
+			_, more := q.rules.settle(i, nil)
 			n += more
 		}
+		failed = failed[:0]
 	}
 	l.finishIfExhausted(s)
+}
+
+// sendAttempt sends one upstream query of the query in slot s to ups[i],
+// as a new attempt with a fresh ID on a socket of its own (a fresh source
+// port), and sets its stall timer; false when it failed at once (scored).
+func (l *Loop) sendAttempt(s int32, i int, now int64) bool {
+	q := &l.slots[s]
+	k := q.natt
+	q.natt++
+	a := &q.att[k]
+	*a = loopAttempt{sock: -1, up: int8(i), id: l.f.newID()}
+	a.score.Start(q.rules.ups[i])
+	if err := l.sendUpstream(s, k, q, a); err != nil {
+		a.score.Failed()
+		l.hangUpAttempt(a, false)
+		return false
+	}
+	a.sent = now
+	l.stallQ.push(timerEntry{when: now + q.hedge, slot: s, gen: q.gen, attempt: int8(k)})
+	return true
+}
+
+// again runs the rule of the hedge and retry timers (raceRules.again) for
+// a query not yet answered: one more upstream or a retransmit, then the
+// next retry timer while upstream_timeout leaves time for one.
+func (l *Loop) again(s int32, now int64) {
+	q := &l.slots[s]
+	if i := q.rules.again(l.f, true); i >= 0 && !l.sendAttempt(s, i, now) {
+		_, more := q.rules.settle(i, nil)
+		l.launch(s, more, now)
+		if !q.inUse || q.decided {
+			return
+		}
+	}
+	if gap, ok := q.rules.retryIn(time.Duration(q.hedge), time.Duration(q.start+q.timeout-now), true); ok {
+		l.stallQ.push(timerEntry{when: now + int64(gap), slot: s, gen: q.gen, attempt: retryTimer})
+	}
 }
 
 // sendUpstream sends the query to attempt k's upstream with the attempt's
@@ -225,7 +255,7 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	if !good {
 		msg = append([]byte(nil), msg...) // a fallback outlives the scratch buffer
 	}
-	win, more := q.rules.settle(msg)
+	win, more := q.rules.settle(int(a.up), msg)
 	if win != nil {
 		// The client first: giving the socket back is a system call that
 		// need not delay the reply.
@@ -249,7 +279,7 @@ func (l *Loop) attemptFailed(s int32, k int) {
 		l.freeIfQuiet(s)
 		return
 	}
-	_, more := q.rules.settle(nil)
+	_, more := q.rules.settle(int(a.up), nil)
 	l.launch(s, more, l.now())
 }
 

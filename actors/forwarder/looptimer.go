@@ -55,13 +55,21 @@ func (l *Loop) queryLive(e timerEntry) bool {
 	return q.inUse && q.gen == e.gen
 }
 
+// retryTimer is the attempt of a retry timer's entry in the stall heap
+// (their delays vary too): at it the query retransmits, unless answered.
+const retryTimer int8 = -1
+
 // stallHasWork says whether stall timer e would do anything when it fires
-// (see fireTimers): count a stall, or be its query's first stall timer.
+// (see fireTimers): count a stall, be its query's first stall timer, or
+// retry a query not yet answered.
 func (l *Loop) stallHasWork(e timerEntry) bool {
 	if !l.queryLive(e) {
 		return false
 	}
 	q := &l.slots[e.slot]
+	if e.attempt == retryTimer {
+		return !q.decided
+	}
 	return !q.hedged || q.att[e.attempt].score.Pending()
 }
 
@@ -72,19 +80,24 @@ func (l *Loop) fireTimers(now int64) {
 			continue
 		}
 		q := &l.slots[e.slot]
+		if e.attempt == retryTimer {
+			l.again(e.slot, now)
+			continue
+		}
 		q.att[e.attempt].score.Stall()
 		// The first stall timer of a query comes at its start + hedge delay.
 		// Most queries are over by then: only now does a query get its
 		// expiry timer, which keeps the expiry queue at the queries still
 		// in flight after the hedge delay rather than all of upstream_timeout's.
-		// And if nothing has won yet, start one more upstream.
+		// And if nothing has won yet, start one more upstream (or, when
+		// none is left, retransmit) and set the first retry timer.
 		if !q.hedged {
 			q.hedged = true
 			if q.timeout > q.hedge {
 				l.expireQ.push(timerEntry{when: q.start + q.timeout, slot: e.slot, gen: q.gen})
 			}
 			if !q.decided {
-				l.launch(e.slot, 1, now)
+				l.again(e.slot, now)
 			}
 		}
 	}

@@ -25,7 +25,7 @@ func (f *Forwarder) race(snap *state.Snapshot, route *state.Route, q []byte, qEn
 		deadline: time.Now().Add(timeout),
 		limits:   snap.Config.Limits,
 		grace:    f.LoserGrace,
-		out:      make(chan []byte, rules.limit),
+		out:      make(chan result, rules.limit+maxRetransmits),
 	}
 	defer r.end()
 
@@ -35,11 +35,13 @@ func (f *Forwarder) race(snap *state.Snapshot, route *state.Route, q []byte, qEn
 			if i < 0 {
 				return
 			}
-			go f.exchange(r, rules.ups[i])
+			go f.exchange(r, i, rules.ups[i])
 		}
 	}
 	launch(2)
 
+	// The hedge timer, then the retry timers (UDP only).
+	start := time.Now()
 	hedge := time.NewTimer(r.hedge)
 	defer hedge.Stop()
 	expire := time.NewTimer(timeout)
@@ -47,20 +49,32 @@ func (f *Forwarder) race(snap *state.Snapshot, route *state.Route, q []byte, qEn
 
 	for rules.pending > 0 {
 		select {
-		case reply := <-r.out:
-			win, more := rules.settle(reply)
+		case res := <-r.out:
+			win, more := rules.settle(res.up, res.reply)
 			if win != nil {
 				setID(win, msgID(q))
 				return win, OutcomeUpstream
 			}
 			launch(more)
 		case <-hedge.C:
-			launch(1)
+			if i := rules.again(f, !tcp); i >= 0 {
+				go f.exchange(r, i, rules.ups[i])
+			}
+			if gap, ok := rules.retryIn(r.hedge, timeout-time.Since(start), !tcp); ok {
+				hedge.Reset(gap)
+			}
 		case <-expire.C:
 			return rules.final(q, qEnd)
 		}
 	}
 	return rules.final(q, qEnd)
+}
+
+// result is what one attempt of a goroutine race delivers: the upstream's
+// index in the route and its validated reply, nil when it failed.
+type result struct {
+	up    int
+	reply []byte
 }
 
 // goRace is what the attempts of one query's goroutine race share: the
@@ -76,11 +90,11 @@ type goRace struct {
 	deadline time.Time // upstream_timeout after the query came
 	limits   config.LimitsConfig
 	grace    time.Duration
-	out      chan []byte // one per attempt: its validated reply, nil when it failed
+	out      chan result // one per attempt
 
 	mu    sync.Mutex
 	over  bool
-	conns [maxAttempts]Conn
+	conns [maxSends]Conn
 	n     int
 }
 

@@ -128,7 +128,12 @@ func TestLoopTrimsIdleSockets(t *testing.T) {
 // drivenLoop returns a loop that never runs: the test drives it by hand.
 func drivenLoop(t *testing.T) *Loop {
 	t.Helper()
-	f := New(state.NewStore(config.Default(), state.NewRegistry()), zerolog.Nop())
+	return drivenLoopFor(t, New(state.NewStore(config.Default(), state.NewRegistry()), zerolog.Nop()))
+}
+
+// drivenLoopFor is drivenLoop for forwarder f.
+func drivenLoopFor(t *testing.T, f *Forwarder) *Loop {
+	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
