@@ -36,6 +36,7 @@ type Config struct {
 
 	Interface  InterfaceConfig // interface
 	HTTPListen string          // http_listen ("" disables)
+	HTTPPprof  bool            // http_pprof: serve /debug/pprof/ on http_listen (off: profiles burn CPU and leak names)
 	CtlSocket  string          // ctl_socket
 
 	Watchdog WatchdogConfig // watchdog (Spartan-Go extension; tests shorten it)

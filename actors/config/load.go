@@ -392,6 +392,7 @@ var topLevel = map[string]keyFunc{
 	"zookeeper_mesos_path": stringKey(func(c *Config) *string { return &c.ZookeeperMesosPath }, validZKPath),
 	"http_listen":          stringKey(func(c *Config) *string { return &c.HTTPListen }, validHTTPListen),
 	"ctl_socket":           stringKey(func(c *Config) *string { return &c.CtlSocket }, validSocketPath),
+	"http_pprof":           boolKey(func(c *Config) *bool { return &c.HTTPPprof }),
 	"zookeeper_servers": func(p *parser, k string, v any) error {
 		arr, ok := v.([]any)
 		if !ok {

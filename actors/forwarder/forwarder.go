@@ -38,6 +38,7 @@ type Forwarder struct {
 	Dial Dialer
 
 	inflight atomic.Int64
+	debug    bool // log each query without a good reply (debuglog.go)
 }
 
 // New returns a forwarder reading snapshots from store.
@@ -50,6 +51,7 @@ func New(store *config.Store, log zerolog.Logger) *Forwarder {
 		LoserGrace: time.Second,
 		Rand:       rand.IntN,
 		Dial:       rawDialer{},
+		debug:      debugOn(log),
 	}
 }
 

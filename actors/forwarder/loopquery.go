@@ -41,6 +41,7 @@ type loopAttempt struct {
 	id    uint16
 	state attemptState
 	sent  int64 // loop clock
+	rcode uint8 // the reply's rcode + 1; 0: no reply (for the debug log)
 }
 
 type attemptState uint8
@@ -230,7 +231,7 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	if a.state == attemptStalled {
 		a.u.LateReplies.Add(1) // it answered after all: take the stall back
 	}
-	a.state = attemptDone
+	a.state, a.rcode = attemptDone, uint8(rcode(msg))+1
 	now := l.now()
 	good := isGoodRcode(rcode(msg))
 	if good {
@@ -290,6 +291,9 @@ func (l *Loop) finish(s int32) {
 	q := &l.slots[s]
 	setID(q.q, q.clientID)
 	reply, outcome := q.rules.final(q.q, q.qEnd)
+	if l.f.debug {
+		l.f.logUnanswered(q.q, outcome, q.attemptNotes())
+	}
 	l.answer(s, reply, outcome)
 	l.freeOrGrace(s, l.now())
 }

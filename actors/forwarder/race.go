@@ -39,9 +39,19 @@ func (f *Forwarder) race(snap *config.Snapshot, route *config.Route, q []byte, q
 	expire := time.NewTimer(timeout)
 	defer expire.Stop()
 
+	var settled [maxAttempts]result // for the debug log of a failed query
+	ns := 0
+	failed := func() ([]byte, Outcome) {
+		reply, outcome := rules.final(q, qEnd)
+		if f.debug {
+			f.logUnanswered(q, outcome, raceAttemptNotes(&rules, settled[:ns]))
+		}
+		return reply, outcome
+	}
 	for rules.pending > 0 {
 		select {
 		case r := <-out:
+			settled[ns], ns = r, ns+1
 			win, more := rules.settle(r.reply)
 			if win != nil {
 				setID(win, msgID(q))
@@ -51,8 +61,8 @@ func (f *Forwarder) race(snap *config.Snapshot, route *config.Route, q []byte, q
 		case <-hedge.C:
 			launch(1)
 		case <-expire.C:
-			return rules.final(q, qEnd)
+			return failed()
 		}
 	}
-	return rules.final(q, qEnd)
+	return failed()
 }

@@ -36,5 +36,6 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 		Store:     d.store,
 		Forwarder: d.fwd,
 		Metrics:   m,
+		Pprof:     d.cfg.HTTPPprof,
 	}, d.log.With().Str("actor", "http").Logger()))
 }
