@@ -16,6 +16,7 @@ func Text(md string) string {
 
 // Command renders the "## NAME ..." subsection whose first word is name
 // (a spartanctl command), its heading included, or "" if there is none.
+// A "# TITLE" section is found by its whole title.
 func Command(md, name string) string {
 	lines, ok := subsection(body(md), name)
 	if !ok {
@@ -25,8 +26,8 @@ func Command(md, name string) string {
 }
 
 // Terms returns the flags (words starting with "-") of the definition-list
-// terms ("**-config** *PATH*") of the "## name" subsection, or of the whole
-// page when name is "". Tests compare them with the flags a binary accepts.
+// terms ("**-config** *PATH*") of the "## name" subsection or "# NAME"
+// section, or of the whole page when name is "". Tests compare them with the flags a binary accepts.
 func Terms(md, name string) []string {
 	lines := body(md)
 	if name != "" {
@@ -65,18 +66,31 @@ func body(md string) []string {
 	return lines
 }
 
+// subsection returns the lines of the "## " subsection whose first word is
+// name, or of the "# " section whose whole title is name, heading included.
 func subsection(lines []string, name string) ([]string, bool) {
 	for i, l := range lines {
-		if !strings.HasPrefix(l, "## ") || strings.Fields(plain(l[3:]))[0] != name {
+		level := 0
+		switch {
+		case strings.HasPrefix(l, "## ") && strings.Fields(plain(l[3:]))[0] == name:
+			level = 2
+		case strings.HasPrefix(l, "# ") && plain(l[2:]) == name:
+			level = 1
+		default:
 			continue
 		}
 		end := i + 1
-		for end < len(lines) && !strings.HasPrefix(lines[end], "#") {
+		for end < len(lines) && !isHeading(lines[end], level) {
 			end++
 		}
 		return lines[i:end], true
 	}
 	return nil, false
+}
+
+// isHeading reports whether l is a heading of level or above.
+func isHeading(l string, level int) bool {
+	return strings.HasPrefix(l, "# ") || (level == 2 && strings.HasPrefix(l, "## "))
 }
 
 // render indents as man(1) does: section headings flush left, subsection
