@@ -32,7 +32,6 @@ func checkFlags(fs *flag.FlagSet) *checkOpts {
 	return o
 }
 
-
 // loadConfig reads the node's configuration for check and genresolv.
 // upstream_resolvers is irrelevant to both, so the host's resolv.conf (which
 // genresolv itself rewrites) is not consulted.

@@ -38,7 +38,6 @@ func genresolvFlags(fs *flag.FlagSet) *genresolvOpts {
 	return o
 }
 
-
 // maxFallback is how many fallback resolvers are listed: glibc reads at
 // most three nameserver lines (MAXNS).
 const maxFallback = 3

@@ -9,7 +9,6 @@ import (
 
 func init() { commands["kill"] = command{run: ctlCommand("kill", killMain)} }
 
-
 func killMain(out, errOut io.Writer, socket string, args []string) int {
 	fs, code, ok := parseCommand("kill", errOut, args, "PATH", nil)
 	if !ok {

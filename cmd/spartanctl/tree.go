@@ -21,7 +21,6 @@ func init() {
 
 func treeFlags(fs *flag.FlagSet) *bool { return fs.Bool("json", false, "print the tree as JSON") }
 
-
 // ctlTimeout bounds one control-socket request: the daemon answers from
 // memory, so anything slower means it is wedged.
 const ctlTimeout = 5 * time.Second

@@ -11,7 +11,6 @@ import (
 
 func init() { commands["upstreams"] = command{run: ctlCommand("upstreams", upstreamsMain)} }
 
-
 func upstreamsMain(out, errOut io.Writer, socket string, args []string) int {
 	if _, code, ok := parseCommand("upstreams", errOut, args, "", nil); !ok {
 		return code
