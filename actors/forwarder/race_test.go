@@ -173,6 +173,11 @@ func testFastFailuresTryNextHealthiest(t *testing.T, handle handleFunc) {
 	if r1.Count() != 1 || r2.Count() != 1 || g1.Count()+g2.Count() < 1 {
 		t.Errorf("queries seen: %d %d %d %d", r1.Count(), r2.Count(), g1.Count(), g2.Count())
 	}
+	rs := &f.Stats.Race
+	if rs.Escalations.Load() != 2 || rs.EscalationWins.Load() != 1 || rs.Hedges.Load() != 0 || rs.HedgeWins.Load() != 0 {
+		t.Errorf("race stats: escalations %d (won %d), hedges %d (won %d); want 2 (1), 0 (0)",
+			rs.Escalations.Load(), rs.EscalationWins.Load(), rs.Hedges.Load(), rs.HedgeWins.Load())
+	}
 }
 
 func TestHedgeWhenChosenUpstreamsAreSilent(t *testing.T) {
@@ -193,6 +198,10 @@ func testHedgeWhenChosenUpstreamsAreSilent(t *testing.T, handle handleFunc) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("answered after %v: the hedge did not start the third upstream", d)
+	}
+	if rs := &f.Stats.Race; rs.Hedges.Load() != 1 || rs.HedgeWins.Load() != 1 || rs.Escalations.Load() != 0 {
+		t.Errorf("race stats: hedges %d (won %d), escalations %d; want 1 (1), 0",
+			rs.Hedges.Load(), rs.HedgeWins.Load(), rs.Escalations.Load())
 	}
 	// The silent ones counted a stall each, so health now avoids them.
 	waitFor(t, "stalls", func() bool {

@@ -43,6 +43,18 @@ func (o Outcome) String() string { return outcomeNames[o] }
 type Stats struct {
 	Queries [numRoutes][numOutcomes]atomic.Uint64
 	Shed    atomic.Uint64 // queries dropped (UDP) or connections closed (TCP) over handler_limit
+	Race    RaceStats
+}
+
+// RaceStats counts the attempts beyond a race's first two and the races
+// they won. Only those are counted, so a race that the first two settle
+// (nearly all) costs nothing more: its wins are the upstream outcome's
+// count minus these.
+type RaceStats struct {
+	Hedges         atomic.Uint64 // attempts started by the hedge delay (nothing had answered)
+	Escalations    atomic.Uint64 // attempts started because every started one failed fast
+	HedgeWins      atomic.Uint64 // races won by a hedge attempt
+	EscalationWins atomic.Uint64 // races won by an escalation attempt
 }
 
 func (s *Stats) count(r RouteKind, o Outcome) { s.Queries[r][o].Add(1) }

@@ -333,6 +333,8 @@ func TestCollector(t *testing.T) {
 	query("nx.example.")
 	query("x.mesos.") // no masters: SERVFAIL
 	e.fwd.Stats.Shed.Add(4)
+	e.fwd.Stats.Race.Hedges.Add(8)
+	e.fwd.Stats.Race.EscalationWins.Add(9)
 	u := e.reg.Get(e.up.Addr)
 	u.Failures.Add(5)
 	u.Stalls.Add(6)
@@ -364,6 +366,11 @@ func TestCollector(t *testing.T) {
 		{"spartan_tcp_connections_refused_total", nil, 7},
 		{"spartan_queries_in_flight", nil, 1},
 		{"spartan_masters", nil, 2},
+		{"spartan_masters_last_read_timestamp_seconds", nil, 0}, // no masters watcher
+		{"spartan_race_extra_attempts_total", map[string]string{"reason": "hedge"}, 8},
+		{"spartan_race_extra_attempts_total", map[string]string{"reason": "escalation"}, 0},
+		{"spartan_race_wins_total", map[string]string{"attempt": "escalation"}, 9},
+		{"spartan_race_wins_total", map[string]string{"attempt": "hedge"}, 0},
 	}
 	for _, tc := range tests {
 		m := metric(t, fams, tc.name, tc.labels)

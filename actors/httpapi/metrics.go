@@ -15,6 +15,7 @@ package httpapi
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -30,6 +31,9 @@ type Sources struct {
 	// TCPRefused returns the TCP connections refused over tcp_connections,
 	// summed over the TCP listeners; nil reports 0.
 	TCPRefused func() uint64
+	// MastersLastRead returns the time of the last good masters read (zero:
+	// none yet); nil when no masters watcher runs (master_source "none").
+	MastersLastRead func() time.Time
 }
 
 var (
@@ -53,6 +57,14 @@ var (
 		"Queries being handled now.", nil, nil)
 	descMasters = prometheus.NewDesc("spartan_masters",
 		"Masters currently known.", nil, nil)
+	descMastersRead = prometheus.NewDesc("spartan_masters_last_read_timestamp_seconds",
+		"Unix time of the last good masters read; 0 before the first one or without a master source.", nil, nil)
+	descRaceAttempts = prometheus.NewDesc("spartan_race_extra_attempts_total",
+		"Upstream attempts beyond a race's first two, by reason: hedge (nothing had answered by the hedge delay) or escalation (every started attempt failed fast).",
+		[]string{"reason"}, nil)
+	descRaceWins = prometheus.NewDesc("spartan_race_wins_total",
+		"Races won by an attempt beyond the first two, by its reason; the rest of the upstream outcome was won by the first two.",
+		[]string{"attempt"}, nil)
 )
 
 // Collector is a prometheus.Collector over Spartan's atomics.
@@ -64,7 +76,7 @@ func NewCollector(src Sources) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descReplies, descFailures, descStalls, descLatency,
-		descScore, descShed, descRefused, descInFlight, descMasters} {
+		descScore, descShed, descRefused, descInFlight, descMasters, descMastersRead, descRaceAttempts, descRaceWins} {
 		ch <- d
 	}
 }
@@ -92,7 +104,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		})
 		ch <- prometheus.MustNewConstMetric(descShed, prometheus.CounterValue, float64(f.Stats.Shed.Load()))
 		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(f.InFlight()))
+		rs := &f.Stats.Race
+		ch <- prometheus.MustNewConstMetric(descRaceAttempts, prometheus.CounterValue, float64(rs.Hedges.Load()), "hedge")
+		ch <- prometheus.MustNewConstMetric(descRaceAttempts, prometheus.CounterValue, float64(rs.Escalations.Load()), "escalation")
+		ch <- prometheus.MustNewConstMetric(descRaceWins, prometheus.CounterValue, float64(rs.HedgeWins.Load()), "hedge")
+		ch <- prometheus.MustNewConstMetric(descRaceWins, prometheus.CounterValue, float64(rs.EscalationWins.Load()), "escalation")
 	}
+	var lastRead float64
+	if c.src.MastersLastRead != nil {
+		if t := c.src.MastersLastRead(); !t.IsZero() {
+			lastRead = float64(t.UnixNano()) / 1e9
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descMastersRead, prometheus.GaugeValue, lastRead)
 	var refused uint64
 	if c.src.TCPRefused != nil {
 		refused = c.src.TCPRefused()

@@ -20,8 +20,9 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 		return
 	}
 	m := httpapi.NewMetrics(httpapi.Sources{
-		Store:     d.store,
-		Forwarder: d.fwd,
+		Store:           d.store,
+		Forwarder:       d.fwd,
+		MastersLastRead: d.mastersRead,
 		TCPRefused: func() (n uint64) {
 			for _, l := range d.tcp {
 				n += l.Refused.Load()

@@ -40,6 +40,9 @@ type daemon struct {
 	udp   []*listener.UDP
 	tcp   []*listener.TCP
 
+	// mastersRead is the masters watcher's last good read (nil: none runs).
+	mastersRead func() time.Time
+
 	// failed carries the exit code when an actor decides the process must
 	// die (the watchdog after its grace period).
 	failed chan int
@@ -59,6 +62,9 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	lookup := masters.UpstreamLookup(cfg.UpstreamResolvers, 2*time.Second)
 	if w := masters.New(cfg, inbox, lookup, log.With().Str("actor", "masters").Logger(), masters.RealClock{}); w != nil {
 		state.Actor("masters", w)
+		if lr, ok := w.(interface{ LastGoodRead() time.Time }); ok {
+			d.mastersRead = lr.LastGoodRead
+		}
 	}
 
 	// DNS: a UDP and a TCP listener per bind IP.

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -25,5 +26,20 @@ func TestPprofOnlyWhenAsked(t *testing.T) {
 				t.Errorf("http_pprof=%v: GET %s = %d, want %d", tc.pprof, path, w.Code, tc.code)
 			}
 		}
+	}
+}
+
+// TestMastersLastReadMetric: the gauge is the watcher's last good read, in
+// Unix seconds.
+func TestMastersLastReadMetric(t *testing.T) {
+	at := time.Unix(1700000000, 500_000_000)
+	m := NewMetrics(Sources{MastersLastRead: func() time.Time { return at }})
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := metric(t, fams, "spartan_masters_last_read_timestamp_seconds", nil)
+	if g == nil || g.Gauge.GetValue() != 1700000000.5 {
+		t.Fatalf("spartan_masters_last_read_timestamp_seconds = %v, want 1700000000.5", g)
 	}
 }
