@@ -250,7 +250,7 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	}
 	win, more := q.rules.settle(msg)
 	if win != nil {
-		q.rules.won(l.f, a.u)
+		q.rules.won(l.f, a.u, time.Duration(now-q.start))
 		// The client first: giving the socket back is a system call that
 		// need not delay the reply.
 		setID(win, q.clientID)

@@ -54,7 +54,7 @@ func (f *Forwarder) race(snap *config.Snapshot, route *config.Route, q []byte, q
 			settled[ns], ns = r, ns+1
 			win, more := rules.settle(r.reply)
 			if win != nil {
-				rules.won(f, r.u)
+				rules.won(f, r.u, time.Since(start))
 				setID(win, msgID(q))
 				return win, OutcomeUpstream
 			}

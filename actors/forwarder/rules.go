@@ -1,6 +1,10 @@
 package forwarder
 
-import "github.com/spartan-dns/spartan/actors/config"
+import (
+	"time"
+
+	"github.com/spartan-dns/spartan/actors/config"
+)
 
 // maxAttempts bounds the upstreams one query may use: the first two, the
 // next two when both fail fast, or one hedge.
@@ -81,9 +85,10 @@ func (r *raceRules) settle(reply []byte) (win []byte, more int) {
 	return nil, 0
 }
 
-// won counts the race's win when u, the winner, was a hedge or an
-// escalation attempt.
-func (r *raceRules) won(f *Forwarder, u *config.Upstream) {
+// won records a race won by u's reply, d after the query came: the answer
+// latency, and the win when u was a hedge or an escalation attempt.
+func (r *raceRules) won(f *Forwarder, u *config.Upstream, d time.Duration) {
+	f.Stats.Answer.Observe(d)
 	if r.hedges|r.escs == 0 {
 		return
 	}

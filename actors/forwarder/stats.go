@@ -1,6 +1,10 @@
 package forwarder
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/spartan-dns/spartan/actors/config"
+)
 
 // RouteKind is the routing row a query took.
 type RouteKind int
@@ -44,6 +48,9 @@ type Stats struct {
 	Queries [numRoutes][numOutcomes]atomic.Uint64
 	Shed    atomic.Uint64 // queries dropped (UDP) or connections closed (TCP) over handler_limit
 	Race    RaceStats
+	// Answer is the latency of queries answered with an upstream's good
+	// reply, from the query's arrival to the winning reply.
+	Answer config.Latency
 }
 
 // RaceStats counts the attempts beyond a race's first two and the races

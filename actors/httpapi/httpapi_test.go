@@ -392,6 +392,9 @@ func TestCollector(t *testing.T) {
 	if m := metric(t, fams, "spartan_queries_total", map[string]string{"route": "local", "outcome": "upstream"}); m != nil {
 		t.Error("impossible series local/upstream exported")
 	}
+	if a := metric(t, fams, "spartan_answer_latency_seconds", nil); a == nil || a.Histogram.GetSampleCount() != 2 {
+		t.Errorf("answer latency histogram = %v, want the 2 upstream answers", a)
+	}
 	h := metric(t, fams, "spartan_upstream_latency_seconds", upl)
 	if h == nil || h.Histogram == nil {
 		t.Fatal("no latency histogram")

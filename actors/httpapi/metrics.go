@@ -62,6 +62,8 @@ var (
 	descRaceAttempts = prometheus.NewDesc("spartan_race_extra_attempts_total",
 		"Upstream attempts beyond a race's first two, by reason: hedge (nothing had answered by the hedge delay) or escalation (every started attempt failed fast).",
 		[]string{"reason"}, nil)
+	descAnswer = prometheus.NewDesc("spartan_answer_latency_seconds",
+		"Latency of queries answered with an upstream's good reply, from arrival to the winning reply.", nil, nil)
 	descRaceWins = prometheus.NewDesc("spartan_race_wins_total",
 		"Races won by an attempt beyond the first two, by its reason; the rest of the upstream outcome was won by the first two.",
 		[]string{"attempt"}, nil)
@@ -76,7 +78,7 @@ func NewCollector(src Sources) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descReplies, descFailures, descStalls, descLatency,
-		descScore, descShed, descRefused, descInFlight, descMasters, descMastersRead, descRaceAttempts, descRaceWins} {
+		descScore, descShed, descRefused, descInFlight, descMasters, descMastersRead, descRaceAttempts, descRaceWins, descAnswer} {
 		ch <- d
 	}
 }
@@ -104,6 +106,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		})
 		ch <- prometheus.MustNewConstMetric(descShed, prometheus.CounterValue, float64(f.Stats.Shed.Load()))
 		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(f.InFlight()))
+		cum, n, sum := f.Stats.Answer.Snapshot()
+		ch <- prometheus.MustNewConstHistogram(descAnswer, n, sum, cum)
 		rs := &f.Stats.Race
 		ch <- prometheus.MustNewConstMetric(descRaceAttempts, prometheus.CounterValue, float64(rs.Hedges.Load()), "hedge")
 		ch <- prometheus.MustNewConstMetric(descRaceAttempts, prometheus.CounterValue, float64(rs.Escalations.Load()), "escalation")
