@@ -41,6 +41,13 @@ type Config struct {
 
 	Watchdog WatchdogConfig // watchdog (Spartan-Go extension; tests shorten it)
 	Limits   LimitsConfig   // limits (Spartan-Go extension; resource caps against hostile clients)
+	Dnstap   DnstapConfig   // dnstap; both empty: off
+}
+
+// DnstapConfig is the "dnstap" object: a collector's unix socket or a file.
+type DnstapConfig struct {
+	Socket string // socket
+	File   string // file
 }
 
 // InterfaceConfig is the "interface" object.

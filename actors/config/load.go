@@ -427,6 +427,18 @@ var topLevel = map[string]keyFunc{
 			"grace":    durationKey(func(c *Config) *time.Duration { return &c.Watchdog.Grace }),
 		}, p)
 	},
+	"dnstap": func(p *parser, k string, v any) error {
+		if err := parseObject(k, v, map[string]keyFunc{
+			"socket": stringKey(func(c *Config) *string { return &c.Dnstap.Socket }, validSocketPath),
+			"file":   stringKey(func(c *Config) *string { return &c.Dnstap.File }, validPath),
+		}, p); err != nil {
+			return err
+		}
+		if (p.cfg.Dnstap.Socket == "") == (p.cfg.Dnstap.File == "") {
+			return errors.New(`want exactly one of "socket" and "file"`)
+		}
+		return nil
+	},
 	"limits": func(p *parser, k string, v any) error {
 		return parseObject(k, v, map[string]keyFunc{
 			"tcp_connections":  intKey(func(c *Config) *int { return &c.Limits.TCPConnections }, 1, 1<<31-1),

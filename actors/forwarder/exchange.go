@@ -3,6 +3,7 @@ package forwarder
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"io"
 	"net"
 	"net/netip"
@@ -134,6 +135,9 @@ func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q [
 		u.Failures.Add(1)
 		return nil, err
 	}
+	if t := f.Tap; t != nil {
+		t.Message(dnstap.ForwarderQuery, wbuf[len(wbuf)-len(q):], u.Addr, tcp)
+	}
 	question := q[headerLen:qEnd]
 	_ = conn.SetReadDeadline(deadline)
 	st.register(conn)
@@ -176,6 +180,9 @@ func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q [
 				return nil, err
 			}
 			continue // spoofed or stray UDP packet: ignore, keep waiting
+		}
+		if t := f.Tap; t != nil {
+			t.Message(dnstap.ForwarderResponse, msg, u.Addr, tcp)
 		}
 		if !stall.CompareAndSwap(stallNone, stallAnswered) {
 			u.LateReplies.Add(1) // it answered after all: take the stall back

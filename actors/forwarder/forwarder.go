@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 )
 
 // Forwarder answers queries. It holds no mutable configuration: every query
@@ -36,6 +37,9 @@ type Forwarder struct {
 	// Dial opens the goroutine race's upstream sockets; injectable for
 	// tests. The loop opens its own (upsock.go).
 	Dial Dialer
+
+	// Tap is the dnstap query log; nil when dnstap is off (tap.go).
+	Tap *dnstap.Tap
 
 	inflight atomic.Int64
 	debug    bool // log each query without a good reply (debuglog.go)

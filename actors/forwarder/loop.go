@@ -3,6 +3,7 @@ package forwarder
 import (
 	"errors"
 	"fmt"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -280,6 +281,9 @@ func (l *Loop) readListener() {
 // send writes a reply to a client: through the listener socket while the
 // loop has it, else through the reply path (a restarted listener's).
 func (l *Loop) send(b []byte, to *sockaddr) {
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ClientResponse, b, to.addrPort(), false)
+	}
 	if l.lis != nil {
 		to.sendto(l.lis.fd, b)
 		return

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,6 +100,9 @@ func (l *Loop) freeQuery(s int32) {
 
 // accept starts one client query read from the listener socket.
 func (l *Loop) accept(pkt []byte, from *sockaddr) {
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ClientQuery, pkt, from.addrPort(), false)
+	}
 	if !l.f.Begin() {
 		return // shed: dropped, counted by Begin
 	}
@@ -173,6 +177,9 @@ func (l *Loop) sendUpstream(s int32, k int, q *loopQuery, a *loopAttempt) error 
 	if errno := rawSend(l.up.socks[i].fd, q.q); errno != 0 {
 		return os.NewSyscallError("send", errno)
 	}
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ForwarderQuery, q.q, a.u.Addr, false)
+	}
 	return nil
 }
 
@@ -227,6 +234,9 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	a := &q.att[k]
 	if validateReply(msg, a.id, q.q[headerLen:q.qEnd]) != nil {
 		return
+	}
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ForwarderResponse, msg, a.u.Addr, false)
 	}
 	if a.state == attemptStalled {
 		a.u.LateReplies.Add(1) // it answered after all: take the stall back

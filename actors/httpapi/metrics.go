@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/supervisor"
 )
@@ -34,6 +35,8 @@ type Sources struct {
 	// MastersLastRead returns the time of the last good masters read (zero:
 	// none yet); nil when no masters watcher runs (master_source "none").
 	MastersLastRead func() time.Time
+	// Dnstap is the query log; nil when it is off.
+	Dnstap *dnstap.Tap
 }
 
 var (
@@ -62,6 +65,10 @@ var (
 	descRaceAttempts = prometheus.NewDesc("spartan_race_extra_attempts_total",
 		"Upstream attempts beyond a race's first two, by reason: hedge (nothing had answered by the hedge delay) or escalation (every started attempt failed fast).",
 		[]string{"reason"}, nil)
+	descTapSent = prometheus.NewDesc("spartan_dnstap_sent_total",
+		"dnstap messages written to the file or collector.", nil, nil)
+	descTapDropped = prometheus.NewDesc("spartan_dnstap_dropped_total",
+		"dnstap messages dropped: the queue was full or the collector absent.", nil, nil)
 	descAnswer = prometheus.NewDesc("spartan_answer_latency_seconds",
 		"Latency of queries answered with an upstream's good reply, from arrival to the winning reply.", nil, nil)
 	descRaceWins = prometheus.NewDesc("spartan_race_wins_total",
@@ -78,7 +85,7 @@ func NewCollector(src Sources) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descReplies, descFailures, descStalls, descLatency,
-		descScore, descShed, descRefused, descInFlight, descMasters, descMastersRead, descRaceAttempts, descRaceWins, descAnswer} {
+		descScore, descShed, descRefused, descInFlight, descMasters, descMastersRead, descRaceAttempts, descRaceWins, descAnswer, descTapSent, descTapDropped} {
 		ch <- d
 	}
 }
@@ -121,6 +128,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descMastersRead, prometheus.GaugeValue, lastRead)
+	var sent, dropped uint64
+	if t := c.src.Dnstap; t != nil {
+		sent, dropped = t.Sent.Load(), t.Dropped.Load()
+	}
+	ch <- prometheus.MustNewConstMetric(descTapSent, prometheus.CounterValue, float64(sent))
+	ch <- prometheus.MustNewConstMetric(descTapDropped, prometheus.CounterValue, float64(dropped))
 	var refused uint64
 	if c.src.TCPRefused != nil {
 		refused = c.src.TCPRefused()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"io"
 	"net"
 	"net/netip"
@@ -152,7 +153,11 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 		inflight sync.WaitGroup
 		pending  atomic.Int64
 		slots    = make(chan struct{}, l.limits.TCPPipeline)
+		client   netip.AddrPort // for the dnstap log
 	)
+	if l.fwd.Tap != nil {
+		client = c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	}
 	// When the run ends, the connection goes on reading for endGrace only:
 	// a query the client sent just before (still in the socket buffer) is
 	// answered, not reset. Then it stops reading (not closing: the queries
@@ -234,9 +239,15 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 			defer func() { <-slots }()
 			defer pending.Add(-1)
 			defer l.fwd.End()
+			if t := l.fwd.Tap; t != nil {
+				t.Message(dnstap.ClientQuery, q, client, true)
+			}
 			r := l.fwd.Handle(q, true)
 			if r == nil {
 				return
+			}
+			if t := l.fwd.Tap; t != nil {
+				t.Message(dnstap.ClientResponse, r, client, true)
 			}
 			frame := make([]byte, 2+len(r))
 			binary.BigEndian.PutUint16(frame, uint16(len(r)))

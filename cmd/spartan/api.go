@@ -16,6 +16,9 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 		api.Actor("ctl", ctl.New(d.cfg.CtlSocket, api.Path()+"/ctl", d.tree, d.store,
 			d.log.With().Str("actor", "ctl").Logger()))
 	}
+	if d.tap != nil {
+		api.Actor("dnstap", d.tap)
+	}
 	if d.cfg.HTTPListen == "" {
 		return
 	}
@@ -23,6 +26,7 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 		Store:           d.store,
 		Forwarder:       d.fwd,
 		MastersLastRead: d.mastersRead,
+		Dnstap:          d.tap,
 		TCPRefused: func() (n uint64) {
 			for _, l := range d.tcp {
 				n += l.Refused.Load()

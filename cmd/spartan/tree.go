@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/iface"
 	"github.com/spartan-dns/spartan/actors/listener"
@@ -40,6 +41,8 @@ type daemon struct {
 	udp   []*listener.UDP
 	tcp   []*listener.TCP
 
+	tap *dnstap.Tap // nil: dnstap off
+
 	// mastersRead is the masters watcher's last good read (nil: none runs).
 	mastersRead func() time.Time
 
@@ -52,6 +55,9 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	reg := config.NewRegistry()
 	d := &daemon{cfg: cfg, log: log, store: config.NewStore(cfg, reg), failed: make(chan int, 1)}
 	d.fwd = forwarder.New(d.store, log)
+	if tap := dnstap.New(cfg.Dnstap.Socket, cfg.Dnstap.File, "spartan "+Version, log.With().Str("actor", "dnstap").Logger()); tap != nil {
+		d.fwd.Tap, d.tap = tap, tap
+	}
 	d.tree = supervisor.New("spartan", rootOpts, log)
 	root := d.tree.Root()
 
@@ -144,6 +150,9 @@ func (d *daemon) run(ctx context.Context) (int, error) {
 	}
 	for _, l := range d.tcp {
 		l.Close()
+	}
+	if err := d.tap.Close(); err != nil {
+		d.log.Warn().Err(err).Msg("dnstap: closing the file")
 	}
 	return int(code.Load()), err
 }
