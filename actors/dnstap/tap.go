@@ -76,6 +76,24 @@ type Tap struct {
 
 	out   *framestream.Writer // the file's writer survives actor restarts
 	outFD io.Closer
+
+	enc encoder // the writer goroutine's reused frame
+}
+
+// encoder is one frame, reused for every message so that encoding
+// allocates nothing per message (the fields point into it).
+type encoder struct {
+	d      dnstap.Dnstap
+	m      dnstap.Message
+	dtype  dnstap.Dnstap_Type
+	mtype  dnstap.Message_Type
+	family dnstap.SocketFamily
+	proto  dnstap.SocketProtocol
+	port   uint32
+	sec    uint64
+	nsec   uint32
+	ip     [16]byte
+	buf    []byte
 }
 
 // New returns the tap writing to the unix socket or the file (exactly one
@@ -188,7 +206,7 @@ func (t *Tap) write(ctx context.Context, w *framestream.Writer) error {
 			return ctx.Err()
 		case e = <-t.events:
 		}
-		frame, err := proto.Marshal(t.frame(e))
+		frame, err := t.encode(e)
 		if err != nil {
 			t.Dropped.Add(1) // cannot happen for these fields
 			continue
@@ -223,30 +241,40 @@ func (t *Tap) dropFor(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (t *Tap) frame(e event) *dnstap.Dnstap {
-	typ := messageTypes[e.kind]
-	family, proto := dnstap.SocketFamily_INET, dnstap.SocketProtocol_UDP
-	if e.peer.Addr().Unmap().Is6() {
-		family = dnstap.SocketFamily_INET6
+// encode returns the frame of e, in a buffer reused by the next call.
+func (t *Tap) encode(e event) ([]byte, error) {
+	x := &t.enc
+	x.m = dnstap.Message{}
+	x.mtype, x.family, x.proto = messageTypes[e.kind], dnstap.SocketFamily_INET, dnstap.SocketProtocol_UDP
+	ip := e.peer.Addr().Unmap()
+	n := 4
+	if ip.Is6() {
+		x.family, n = dnstap.SocketFamily_INET6, 16
+		x.ip = ip.As16()
+	} else {
+		a := ip.As4()
+		copy(x.ip[:], a[:])
 	}
 	if e.tcp {
-		proto = dnstap.SocketProtocol_TCP
+		x.proto = dnstap.SocketProtocol_TCP
 	}
-	m := &dnstap.Message{Type: &typ, SocketFamily: &family, SocketProtocol: &proto}
-	ip, port := e.peer.Addr().Unmap().AsSlice(), uint32(e.peer.Port())
-	sec, nsec := uint64(e.at.Unix()), uint32(e.at.Nanosecond())
+	x.m.Type, x.m.SocketFamily, x.m.SocketProtocol = &x.mtype, &x.family, &x.proto
+	x.port, x.sec, x.nsec = uint32(e.peer.Port()), uint64(e.at.Unix()), uint32(e.at.Nanosecond())
 	switch e.kind {
 	case ClientQuery, ClientResponse:
-		m.QueryAddress, m.QueryPort = ip, &port
+		x.m.QueryAddress, x.m.QueryPort = x.ip[:n], &x.port
 	default:
-		m.ResponseAddress, m.ResponsePort = ip, &port
+		x.m.ResponseAddress, x.m.ResponsePort = x.ip[:n], &x.port
 	}
 	switch e.kind {
 	case ClientQuery, ForwarderQuery:
-		m.QueryMessage, m.QueryTimeSec, m.QueryTimeNsec = e.msg, &sec, &nsec
+		x.m.QueryMessage, x.m.QueryTimeSec, x.m.QueryTimeNsec = e.msg, &x.sec, &x.nsec
 	default:
-		m.ResponseMessage, m.ResponseTimeSec, m.ResponseTimeNsec = e.msg, &sec, &nsec
+		x.m.ResponseMessage, x.m.ResponseTimeSec, x.m.ResponseTimeNsec = e.msg, &x.sec, &x.nsec
 	}
-	dt := dnstap.Dnstap_MESSAGE
-	return &dnstap.Dnstap{Type: &dt, Identity: t.identity, Version: t.version, Message: m}
+	x.dtype = dnstap.Dnstap_MESSAGE
+	x.d = dnstap.Dnstap{Type: &x.dtype, Identity: t.identity, Version: t.version, Message: &x.m}
+	var err error
+	x.buf, err = proto.MarshalOptions{}.MarshalAppend(x.buf[:0], &x.d)
+	return x.buf, err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
@@ -27,11 +29,13 @@ import (
 //	go test -run '^$' -bench UDPForward -benchtime 100000x ./actors/listener
 func BenchmarkUDPForward(b *testing.B) {
 	for _, clients := range []int{1, 16, 64} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { benchUDP(b, clients) })
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { benchUDP(b, clients, false) })
 	}
+	// The cost of the dnstap query log (four messages per query, to a file).
+	b.Run("clients=16/dnstap=file", func(b *testing.B) { benchUDP(b, 16, true) })
 }
 
-func benchUDP(b *testing.B, clients int) {
+func benchUDP(b *testing.B, clients int, tap bool) {
 	up1 := dnstest.StartReflector(b, "127.0.0.1")
 	up2 := dnstest.StartReflector(b, "127.0.0.1")
 	cfg := config.Default()
@@ -40,6 +44,12 @@ func benchUDP(b *testing.B, clients int) {
 	store := config.NewStore(cfg, config.NewRegistry())
 	fwd := forwarder.New(store, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
+	if tap {
+		fwd.Tap = dnstap.New("", filepath.Join(b.TempDir(), "bench.dnstap"), "bench", zerolog.Nop())
+		tapped := make(chan struct{})
+		go func() { _ = fwd.Tap.Serve(ctx); close(tapped) }()
+		b.Cleanup(func() { cancel(); <-tapped; _ = fwd.Tap.Close() })
+	}
 
 	ip, port := harness.FreeAddr(b)
 	addr := netip.AddrPortFrom(ip, uint16(port))
