@@ -1,8 +1,6 @@
 package forwarder
 
 import (
-	"errors"
-	"os"
 	"strconv"
 
 	"github.com/miekg/dns"
@@ -15,6 +13,9 @@ import (
 func debugOn(log zerolog.Logger) bool {
 	return log.GetLevel() <= zerolog.DebugLevel && zerolog.GlobalLevel() <= zerolog.DebugLevel
 }
+
+// failedFast is loopAttempt.rcode for an attempt that failed at once.
+const failedFast = 0xFF
 
 // Attempt notes: what one upstream of a failed query did.
 const (
@@ -41,31 +42,32 @@ func (f *Forwarder) logUnanswered(q []byte, outcome Outcome, attempts []string) 
 // loopAttemptNotes describes the attempts of a Loop query.
 func (q *loopQuery) attemptNotes() []string {
 	out := make([]string, 0, q.natt)
-	for _, a := range q.att[:q.natt] {
-		note := noteFailed
+	for k := range q.natt {
+		a := &q.att[k]
+		note := noteNoReply
 		switch {
-		case a.outstanding():
-			note = noteNoReply
+		case a.rcode == failedFast:
+			note = noteFailed
 		case a.rcode > 0:
 			note = rcodeNote(int(a.rcode) - 1)
 		}
-		out = append(out, a.u.Addr.String()+": "+note)
+		out = append(out, a.score.Upstream().Addr.String()+": "+note)
 	}
 	return out
 }
 
 // raceAttemptNotes describes the attempts of a goroutine race: the results
 // that came back, then the upstreams still out.
-func raceAttemptNotes(rules *raceRules, settled []result) []string {
+func raceAttemptNotes(rules *raceRules, settled []attemptResult) []string {
 	out := make([]string, 0, rules.launched)
 	back := uint64(0)
 	for _, r := range settled {
-		note := noteNoReply
+		note := noteFailed
 		switch {
 		case r.reply != nil:
 			note = rcodeNote(rcode(r.reply))
-		case r.err != nil && !errors.Is(r.err, errTimeout) && !errors.Is(r.err, os.ErrDeadlineExceeded):
-			note = "failed: " + r.err.Error()
+		case r.timedOut:
+			note = noteNoReply
 		}
 		out = append(out, r.u.Addr.String()+": "+note)
 		for i, u := range rules.ups {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
@@ -45,7 +46,7 @@ func testDebugLogOfFailedQuery(t *testing.T, handle handleFunc) {
 		cfg.UpstreamTimeout = 300 * time.Millisecond
 		cfg.UpstreamResolvers = append(cfg.UpstreamResolvers, sf.Addr, silent.Addr)
 		var buf syncBuf
-		f := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.New(&buf).Level(level))
+		f := forwarder.New(state.NewStore(cfg, state.NewRegistry()), zerolog.New(&buf).Level(level))
 		f.LoserGrace = 100 * time.Millisecond
 		_, qb := query(t, "nothing-good.example.", dns.TypeAAAA)
 		if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeServerFailure {

@@ -3,7 +3,7 @@ package forwarder
 import (
 	"time"
 
-	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // maxAttempts bounds the upstreams one query may use: the first two, the
@@ -26,7 +26,7 @@ const maxAttempts = 4
 //     exactly the stall Spartan exists to prevent;
 //   - nothing usable by upstream_timeout: SERVFAIL.
 type raceRules struct {
-	ups      []*config.Upstream
+	ups      []*state.Upstream
 	limit    int    // attempts allowed: min(len(ups), maxAttempts)
 	tried    uint64 // bit i: ups[i] was started
 	launched int
@@ -38,7 +38,7 @@ type raceRules struct {
 	escs      uint64 // bit i: ups[i] was started by an escalation
 }
 
-func (r *raceRules) reset(ups []*config.Upstream) {
+func (r *raceRules) reset(ups []*state.Upstream) {
 	*r = raceRules{ups: ups, limit: min(len(ups), maxAttempts, maxTracked)}
 }
 
@@ -87,7 +87,7 @@ func (r *raceRules) settle(reply []byte) (win []byte, more int) {
 
 // won records a race won by u's reply, d after the query came: the answer
 // latency, and the win when u was a hedge or an escalation attempt.
-func (r *raceRules) won(f *Forwarder, u *config.Upstream, d time.Duration) {
+func (r *raceRules) won(f *Forwarder, u *state.Upstream, d time.Duration) {
 	f.Stats.Answer.Observe(d)
 	if r.hedges|r.escs == 0 {
 		return

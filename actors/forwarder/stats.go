@@ -3,7 +3,7 @@ package forwarder
 import (
 	"sync/atomic"
 
-	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // RouteKind is the routing row a query took.
@@ -50,7 +50,7 @@ type Stats struct {
 	Race    RaceStats
 	// Answer is the latency of queries answered with an upstream's good
 	// reply, from the query's arrival to the winning reply.
-	Answer config.Latency
+	Answer state.Latency
 }
 
 // RaceStats counts the attempts beyond a race's first two and the races

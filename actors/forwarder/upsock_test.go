@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/dnstest"
 	"golang.org/x/sys/unix"
 )
@@ -22,7 +23,7 @@ func TestLoopRecyclesUpstreamSockets(t *testing.T) {
 	a := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.9.9.9"))
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{a.Addr}
-	f := New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+	f := New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop())
 
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -127,7 +128,7 @@ func TestLoopTrimsIdleSockets(t *testing.T) {
 // drivenLoop returns a loop that never runs: the test drives it by hand.
 func drivenLoop(t *testing.T) *Loop {
 	t.Helper()
-	f := New(config.NewStore(config.Default(), config.NewRegistry()), zerolog.Nop())
+	f := New(state.NewStore(config.Default(), state.NewRegistry()), zerolog.Nop())
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)

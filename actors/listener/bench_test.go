@@ -18,6 +18,7 @@ import (
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/dnstap"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
@@ -41,7 +42,7 @@ func benchUDP(b *testing.B, clients int, tap bool) {
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{up1.Addr, up2.Addr}
 	cfg.HandlerLimit = 100000
-	store := config.NewStore(cfg, config.NewRegistry())
+	store := state.NewStore(cfg, state.NewRegistry())
 	fwd := forwarder.New(store, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 	if tap {

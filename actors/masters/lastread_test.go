@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/msg"
 	"github.com/spartan-dns/spartan/test/fakeclock"
 )
 
@@ -16,7 +17,7 @@ func TestLastGoodRead(t *testing.T) {
 	clock := fakeclock.New()
 	cfg := testConfig("master_list")
 	cfg.MasterListFile = path
-	out := make(chan any, 100)
+	out := make(chan msg.ToState, 100)
 	svc := New(cfg, out, nil, testLogger(t), clock)
 	lr, ok := svc.(interface{ LastGoodRead() time.Time })
 	if !ok {

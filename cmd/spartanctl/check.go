@@ -51,9 +51,7 @@ func runCheck(g globals, args []string) int {
 }
 
 func checkMain(args []string, d checkDeps) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(d.stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usageOf("check")) }
+	fs := newFlagSet("check", d.stderr)
 	o := checkFlags(fs)
 	addrFlag, timeout, cfgPath := &o.addr, &o.timeout, &o.config
 	if err := fs.Parse(args); err != nil {
@@ -103,13 +101,7 @@ func checkTarget(addrFlag, cfgPath string, load func(string) (*config.Config, er
 	if len(cfg.BindIPs) == 0 {
 		return udp, tcp, errors.New("the configuration has no bind IP to probe; use -addr")
 	}
-	ip := cfg.BindIPs[0]
-	if cfg.UDPServerEnabled {
-		udp = netip.AddrPortFrom(ip, uint16(cfg.UDPPort))
-	}
-	if cfg.TCPServerEnabled {
-		tcp = netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
-	}
+	udp, tcp = watchdog.Targets(cfg)
 	if !udp.IsValid() && !tcp.IsValid() {
 		return udp, tcp, errors.New("the configuration disables both the UDP and the TCP server: nothing to probe")
 	}

@@ -71,9 +71,7 @@ func runGenresolv(g globals, args []string) int {
 }
 
 func genresolvMain(args []string, d genresolvDeps) int {
-	fs := flag.NewFlagSet("genresolv", flag.ContinueOnError)
-	fs.SetOutput(d.stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usageOf("genresolv")) }
+	fs := newFlagSet("genresolv", d.stderr)
 	o := genresolvFlags(fs)
 	cfgPath, resolversFlag, searchFlag, timeout := &o.config, &o.resolvers, &o.search, &o.timeout
 	// Flags may follow PATH too ("genresolv /etc/resolv.conf -search x"):

@@ -153,3 +153,12 @@ func splitGlobals(args []string) (g globals, rest []string, err error) {
 func isGlobal(name string) bool {
 	return slices.Contains(globalFlags, name)
 }
+
+// newFlagSet returns the flag set of a subcommand: errors and -h go to
+// errOut, -h prints the command's part of the man page.
+func newFlagSet(name string, errOut io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() { fmt.Fprint(errOut, usageOf(name)) }
+	return fs
+}

@@ -79,17 +79,13 @@ func formatUptime(n supervisor.Node) string {
 	return d.Round(time.Second).String()
 }
 
-// ctlCall sends one request and reports any failure on errOut. It returns
-// the response, or nil and the exit code to return.
 // parseCommand parses a control-socket subcommand's flags (declared by
 // flags, may be nil) and checks its arguments: none when arg is "", else
 // exactly one, named arg. When ok is false the command returns code at
 // once: 0 after -h, 2 for bad usage.
 func parseCommand(name string, errOut io.Writer, args []string, arg string, flags func(*flag.FlagSet)) (fs *flag.FlagSet, code int, ok bool) {
 	usage := usageOf(name)
-	fs = flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.Usage = func() { fmt.Fprint(errOut, usage) }
+	fs = newFlagSet(name, errOut)
 	if flags != nil {
 		flags(fs)
 	}
@@ -110,6 +106,8 @@ func parseCommand(name string, errOut io.Writer, args []string, arg string, flag
 	return fs, 0, true
 }
 
+// ctlCall sends one request and reports any failure on errOut. It returns
+// the response, or nil and the exit code to return.
 func ctlCall(errOut io.Writer, socket, what string, req ctl.Request) (*ctl.Response, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
 	defer cancel()
