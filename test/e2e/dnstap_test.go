@@ -28,6 +28,13 @@ func TestDnstapFileReadByBIND(t *testing.T) {
 	const n = 10 // bounded load: n forwarded queries per transport, plus one local
 	var names []string
 	for i := range n {
+		if i == n/2 {
+			// The tap is an actor like the others: killed, it restarts and
+			// goes on writing the same file.
+			if out, err := s.Ctl("kill", "/spartan/api/dnstap"); err != nil {
+				t.Fatalf("spartanctl kill /spartan/api/dnstap: %v\n%s", err, out)
+			}
+		}
 		for _, tcp := range []bool{false, true} {
 			name := fmt.Sprintf("tap%d-%v.example.", i, tcp)
 			if _, err := harness.Query(s.Addr, name, dns.TypeA, tcp, 2*time.Second); err != nil {
@@ -40,6 +47,10 @@ func TestDnstapFileReadByBIND(t *testing.T) {
 	// the watchdog's probe) is a client query and response, nothing more.
 	if _, err := harness.Query(s.Addr, "localhost.", dns.TypeA, false, 2*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	tree, err := s.Ctl("tree", "--json")
+	if err != nil || !strings.Contains(tree, `"path": "/spartan/api/dnstap"`) {
+		t.Fatalf("tree: %v\n%s", err, tree)
 	}
 	if code := s.Stop(); code != 0 { // the file is complete once spartan exits
 		t.Fatalf("spartan exited %d:\n%s", code, s.LogTail(20))
