@@ -24,7 +24,10 @@ type collector struct {
 	ln   net.Listener
 	mu   sync.Mutex
 	msgs []*dnstap.Message
+	conn net.Conn // the connection being read
 	done chan struct{}
+
+	stopOnce sync.Once
 }
 
 func startCollector(t *testing.T, path string) *collector {
@@ -50,6 +53,9 @@ func startCollector(t *testing.T, path string) *collector {
 
 func (c *collector) read(conn net.Conn) {
 	defer conn.Close()
+	c.mu.Lock()
+	c.conn = conn
+	c.mu.Unlock()
 	r, err := framestream.NewReader(conn, &framestream.ReaderOptions{ContentTypes: [][]byte{dnstap.FSContentType}, Bidirectional: true})
 	if err != nil {
 		return
@@ -69,9 +75,17 @@ func (c *collector) read(conn net.Conn) {
 	}
 }
 
+// stop closes the listener and the connection being read.
 func (c *collector) stop() {
-	c.ln.Close()
-	<-c.done
+	c.stopOnce.Do(func() {
+		c.ln.Close()
+		c.mu.Lock()
+		if c.conn != nil {
+			c.conn.Close()
+		}
+		c.mu.Unlock()
+		<-c.done
+	})
 }
 
 func (c *collector) count() int {
@@ -153,6 +167,15 @@ func TestSocketCollector(t *testing.T) {
 		m.GetResponsePort() != uint32(peer.Port()) {
 		t.Errorf("collector got %v", m)
 	}
+
+	// The collector goes away and comes back: the tap notices on a write
+	// and connects to the new one.
+	c.stop()
+	c2 := startCollector(t, path)
+	eventually(t, "the new collector to get a message", func() bool {
+		tap.Message(ClientResponse, q, peer, false)
+		return c2.count() > 0
+	})
 	if err := cancel(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Serve after cancel = %v", err)
 	}
