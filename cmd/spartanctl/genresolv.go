@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -21,20 +22,22 @@ import (
 )
 
 func init() {
-	commands["genresolv"] = command{run: runGenresolv, flags: func(fs *flag.FlagSet) { genresolvFlags(fs) }}
+	commands["genresolv"] = command{run: runGenresolv, flags: func(fs *flag.FlagSet) { genresolvFlags(fs, "") }}
 }
 
 type genresolvOpts struct {
-	config, resolvers, search string
-	timeout                   time.Duration
+	config, resolvers, search, upstreams string
+	timeout                              time.Duration
 }
 
-func genresolvFlags(fs *flag.FlagSet) *genresolvOpts {
+// genresolvFlags declares the flags; defUpstreams is -upstreams' default.
+func genresolvFlags(fs *flag.FlagSet, defUpstreams string) *genresolvOpts {
 	o := &genresolvOpts{}
 	fs.StringVar(&o.config, "config", "", "configuration `PATH` (its bind_ips and udp_port are checked)")
 	fs.StringVar(&o.resolvers, "resolvers", "", "fallback resolvers, comma-separated `ip[:port]` (default: env RESOLVERS)")
 	fs.StringVar(&o.search, "search", "", "space-separated search `DOMAINS` (default: env SEARCH)")
 	fs.DurationVar(&o.timeout, "timeout", time.Second, "how long each Spartan IP is given to answer")
+	fs.StringVar(&o.upstreams, "upstreams", defUpstreams, "the node's upstreams `FILE`: saved from PATH's nameservers before PATH is first rewritten; the fallback when neither -resolvers nor RESOLVERS is given")
 	return o
 }
 
@@ -50,8 +53,10 @@ type genresolvDeps struct {
 	probe  func(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error
 	rand   *rand.Rand
 	rename func(oldpath, newpath string) error
-	stdout io.Writer
-	stderr io.Writer
+	// upstreams is the node's upstreams file (-upstreams default; "": none).
+	upstreams string
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 func udpProbe(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error {
@@ -60,20 +65,21 @@ func udpProbe(ctx context.Context, addr netip.AddrPort, timeout time.Duration) e
 
 func runGenresolv(g globals, args []string) int {
 	return genresolvMain(withConfig(g, args), genresolvDeps{
-		load:   loadConfig,
-		getenv: os.Getenv,
-		probe:  udpProbe,
-		rand:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		rename: os.Rename,
-		stdout: os.Stdout,
-		stderr: os.Stderr,
+		load:      loadConfig,
+		getenv:    os.Getenv,
+		probe:     udpProbe,
+		rand:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		rename:    os.Rename,
+		upstreams: config.DefaultUpstreamsPath,
+		stdout:    os.Stdout,
+		stderr:    os.Stderr,
 	})
 }
 
 func genresolvMain(args []string, d genresolvDeps) int {
 	fs := newFlagSet("genresolv", d.stderr)
-	o := genresolvFlags(fs)
-	cfgPath, resolversFlag, searchFlag, timeout := &o.config, &o.resolvers, &o.search, &o.timeout
+	o := genresolvFlags(fs, d.upstreams)
+	cfgPath, resolversFlag, searchFlag, timeout, upstreamsFlag := &o.config, &o.resolvers, &o.search, &o.timeout, &o.upstreams
 	// Flags may follow PATH too ("genresolv /etc/resolv.conf -search x"):
 	// the flag package stops at the first positional argument, so parse
 	// the rest again.
@@ -122,6 +128,23 @@ func genresolvMain(args []string, d genresolvDeps) int {
 	resolvers, skipped := parseResolvers(resolversRaw)
 	for _, s := range skipped {
 		fmt.Fprintf(d.stderr, "spartanctl genresolv: %s: skipping %s\n", resolversFrom, s)
+	}
+	if *upstreamsFlag != "" {
+		saved, err := saveUpstreams(path, *upstreamsFlag, cfg.BindIPs, d.rename)
+		if err != nil {
+			fmt.Fprintf(d.stderr, "spartanctl genresolv: %v\n", err)
+			return 1
+		}
+		if len(saved) > 0 {
+			fmt.Fprintf(d.stdout, "saved the upstream resolvers %v of %s in %s\n", saved, path, *upstreamsFlag)
+		}
+		if !set["resolvers"] && d.getenv("RESOLVERS") == "" {
+			ns, err := config.ResolvConfNameservers(*upstreamsFlag)
+			if err != nil && !errors.Is(err, iofs.ErrNotExist) {
+				fmt.Fprintf(d.stderr, "spartanctl genresolv: %v\n", err)
+			}
+			resolvers = ns
+		}
 	}
 	port := uint16(cfg.UDPPort)
 	live := liveSpartans(context.Background(), cfg.BindIPs, port, *timeout, d.probe)
