@@ -11,10 +11,10 @@ version=${2:?usage: build.sh OUTDIR VERSION}
 # commit (git describe --always) becomes 0~gitHASH, which sorts before any
 # release; "-" (git describe's separator: 1.2.0-3-gHASH) becomes "+", which
 # sorts after the tag.
-case $version in
-[0-9]*) ;;
-*) version=0~git$version ;;
-esac
+# (A bare hash may start with a digit too: a release is N.N...)
+if ! [[ $version =~ ^[0-9]+(\.[0-9]+)+ ]] && ! [[ $version =~ ^0~ ]]; then
+	version=0~git$version
+fi
 version=${version//-/+}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 go=${GO:-go}
