@@ -426,6 +426,7 @@ var topLevel = map[string]keyFunc{
 			"grace":    durationKey(func(c *Config) *time.Duration { return &c.Watchdog.Grace }),
 		}, p)
 	},
+	"cache": parseCache,
 	"limits": func(p *parser, k string, v any) error {
 		return parseObject(k, v, map[string]keyFunc{
 			"tcp_connections":  intKey(func(c *Config) *int { return &c.Limits.TCPConnections }, 1, 1<<31-1),

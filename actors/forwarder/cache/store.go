@@ -1,0 +1,238 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"hash/maphash"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Cache is the sharded store. Each shard is a map behind its own mutex:
+// loops contend only when they look up keys of the same shard at the same
+// instant, for the length of one map lookup (no lock shared by all loops,
+// nothing allocated on a hit). Measured against otter and a lock-free
+// design in store_bench_test.go.
+type Cache struct {
+	cfg      Config
+	rules    lifetimeRules
+	seed     maphash.Seed
+	now      func() int64
+	shards   []shard
+	perShard []int // capacity of each shard; they sum to max_entries
+	ctr      counters
+}
+
+// shard is one lock's worth of entries, padded so that two shards' hot
+// fields never share a cache line.
+type shard struct {
+	mu      sync.Mutex
+	m       map[string]*Entry
+	hits    atomic.Uint64
+	entries atomic.Int64
+	bytes   atomic.Int64
+	_       [64]byte
+}
+
+// evictSample is how many entries an insert into a full shard looks at to
+// find the least useful one (sampled LRU, as Redis does: exact LRU would
+// need a list update, under the shard lock, on every hit).
+const evictSample = 8
+
+// New returns a cache for cfg. now is the clock in nanoseconds (any
+// monotonic origin); nil is the real monotonic clock.
+func New(cfg Config, now func() int64) *Cache {
+	if now == nil {
+		epoch := time.Now()
+		now = func() int64 { return int64(time.Since(epoch)) }
+	}
+	if cfg.MaxEntries < 1 {
+		cfg.MaxEntries = 1
+	}
+	// Enough shards that loops rarely meet, few enough that a small cache
+	// still evicts by usefulness across a decent sample of entries.
+	n := 1
+	for n < 128 && n*64 <= cfg.MaxEntries {
+		n *= 2
+	}
+	c := &Cache{
+		cfg:   cfg,
+		rules: lifetimeRules{maxTTL: seconds(cfg.MaxTTL), negMaxTTL: seconds(cfg.NegativeMaxTTL)},
+		seed:  maphash.MakeSeed(),
+		now:   now,
+	}
+	c.shards = make([]shard, n)
+	c.perShard = make([]int, n)
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]*Entry)
+		c.perShard[i] = cfg.MaxEntries / n
+		if i < cfg.MaxEntries%n {
+			c.perShard[i]++
+		}
+	}
+	return c
+}
+
+func seconds(d time.Duration) uint32 { return uint32(min(d/time.Second, 1<<31-1)) }
+
+// Now is the cache's clock.
+func (c *Cache) Now() int64 { return c.now() }
+
+// Config returns the cache's configuration.
+func (c *Cache) Config() Config { return c.cfg }
+
+func (c *Cache) shardOf(h uint64) int { return int(h % uint64(len(c.shards))) }
+
+// Lookup finds the entry for q and says what the query gets. It counts the
+// hit, stale answer or miss. Nothing on this path allocates.
+func (c *Cache) Lookup(q *Query, now int64) (*Entry, State) {
+	sh := &c.shards[c.shardOf(q.Hash)]
+	sh.mu.Lock()
+	e := sh.m[string(q.Key)]
+	sh.mu.Unlock()
+	if e == nil {
+		c.ctr.misses.Add(1)
+		return nil, Miss
+	}
+	st := c.state(e, q, now)
+	switch st {
+	case Fresh, Prefetch:
+		sh.hits.Add(1)
+		// Usefulness for eviction, to the second: a hot entry's line is
+		// not written by every loop on every hit.
+		if now-e.lastUsed.Load() > int64(time.Second) {
+			e.lastUsed.Store(now)
+		}
+	case StaleNow:
+		c.ctr.stale.Add(1)
+	default:
+		c.ctr.misses.Add(1)
+	}
+	return e, st
+}
+
+// Store caches reply, the upstream's validated answer to q, when the
+// SPEC's rules allow it, and returns the entry built from it (also when it
+// is not cached, so that waiters can be answered from it); nil when the
+// reply does not parse. kind is kept with the entry for the caller.
+func (c *Cache) Store(reply []byte, q *Query, now int64, kind int) *Entry {
+	e, ok := newEntry(c.rules, reply, q, now, kind)
+	if !ok {
+		return nil
+	}
+	if e.life == 0 {
+		return e
+	}
+	i := c.shardOf(q.Hash)
+	sh := &c.shards[i]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old := sh.m[e.key]; old != nil {
+		sh.bytes.Add(e.footprint() - old.footprint())
+		sh.m[e.key] = e
+		return e
+	}
+	if len(sh.m) >= c.perShard[i] {
+		c.evictOne(sh, now)
+	}
+	sh.m[e.key] = e
+	sh.entries.Add(1)
+	sh.bytes.Add(e.footprint())
+	return e
+}
+
+// evictOne drops the least useful of a sample of sh's entries: one that
+// can no longer be served even stale, else the one unused for longest.
+// Called with sh.mu held.
+func (c *Cache) evictOne(sh *shard, now int64) {
+	var victim *Entry
+	n := 0
+	for _, e := range sh.m { // map iteration starts at a random place: a sample
+		if now >= e.expires && !c.StaleOK(e, now) {
+			victim = e
+			break
+		}
+		if victim == nil || e.lastUsed.Load() < victim.lastUsed.Load() {
+			victim = e
+		}
+		if n++; n == evictSample {
+			break
+		}
+	}
+	if victim != nil {
+		c.remove(sh, victim)
+		c.ctr.evictions.Add(1)
+	}
+}
+
+func (c *Cache) remove(sh *shard, e *Entry) {
+	delete(sh.m, e.key)
+	sh.entries.Add(-1)
+	sh.bytes.Add(-e.footprint())
+}
+
+// ErrBadName is returned by Flush for a name that is not a domain name.
+var ErrBadName = errors.New("not a domain name")
+
+// Flush removes every entry (name "") or the entries for name and every
+// name under it, and returns how many went.
+func (c *Cache) Flush(name string) (int, error) {
+	var target []byte
+	if name != "" {
+		var err error
+		if target, err = wireName(name); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for _, e := range sh.m {
+			if target == nil || under(keyName([]byte(e.key)), target) {
+				c.remove(sh, e)
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n, nil
+}
+
+// under says whether the wire-form name is target or below it (both lower
+// case).
+func under(name, target []byte) bool {
+	for off := 0; off < len(name); off += 1 + int(name[off]) {
+		if len(name)-off == len(target) {
+			return bytes.Equal(name[off:], target)
+		}
+		if name[off] == 0 {
+			break
+		}
+	}
+	return false
+}
+
+// wireName converts a presentation-form name ("Example.COM", trailing dot
+// optional, "." the root) to lower-case wire form.
+func wireName(s string) ([]byte, error) {
+	s = strings.TrimSuffix(strings.ToLower(s), ".")
+	if s == "" {
+		return []byte{0}, nil
+	}
+	out := make([]byte, 0, len(s)+2)
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 {
+			return nil, ErrBadName
+		}
+		out = append(out, byte(len(l)))
+		out = append(out, l...)
+	}
+	out = append(out, 0)
+	if len(out) > 255 {
+		return nil, ErrBadName
+	}
+	return out, nil
+}
