@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 )
 
 // Forwarder answers queries. It holds no mutable configuration: every query
@@ -36,7 +37,11 @@ type Forwarder struct {
 	// Dial opens the goroutine race's upstream sockets; injectable for
 	// tests. The loop opens its own (upsock.go).
 	Dial Dialer
+	// Cache is the answer cache; nil when the config turns it off. Tests
+	// may replace it (with one on a fake clock) before the first query.
+	Cache *cache.Cache
 
+	flights  *flightTable
 	inflight atomic.Int64
 }
 
@@ -50,7 +55,29 @@ func New(store *config.Store, log zerolog.Logger) *Forwarder {
 		LoserGrace: time.Second,
 		Rand:       rand.IntN,
 		Dial:       rawDialer{},
+		Cache:      newCache(store.Load().Config.Cache, nil),
+		flights:    newFlightTable(),
 	}
+}
+
+// newCache builds the cache cfg asks for (nil when it is off) on clock now
+// (nil: the real one).
+func newCache(cfg config.CacheConfig, now func() int64) *cache.Cache {
+	if !cfg.Enabled {
+		return nil
+	}
+	return cache.New(cache.Config{
+		MaxEntries: cfg.MaxEntries, MaxTTL: cfg.MaxTTL, NegativeMaxTTL: cfg.NegativeMaxTTL,
+		ServeStale: cfg.ServeStale, StaleMaxAge: cfg.StaleMaxAge, StaleAnswerTTL: cfg.StaleAnswerTTL,
+		ClientTimeout: cfg.ClientTimeout, StaleRecheck: cfg.StaleRecheck, Prefetch: cfg.Prefetch,
+	}, now)
+}
+
+// NewCacheOn replaces the forwarder's cache by one built from its config on
+// the clock now (nanoseconds): for tests that drive time by hand. Call it
+// before the first query.
+func (f *Forwarder) NewCacheOn(now func() int64) {
+	f.Cache = newCache(f.store.Load().Config.Cache, now)
 }
 
 // Begin reserves a slot for one query under handler_limit. Listeners call
@@ -77,6 +104,9 @@ func (f *Forwarder) InFlight() int64 { return f.inflight.Load() }
 // The UDP listeners use the event loop (Loop) instead, which follows the
 // same rules without a goroutine per query.
 func (f *Forwarder) Handle(q []byte, tcp bool) []byte {
+	if f.Cache != nil {
+		return f.handleCached(q, tcp)
+	}
 	p := f.classify(q)
 	if p.route == nil {
 		return p.reply

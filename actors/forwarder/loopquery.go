@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +31,14 @@ type loopQuery struct {
 	rules raceRules
 	att   [maxAttempts]loopAttempt
 	natt  int
+
+	// The cache (loopcache.go): the flight this query's race is for (nil
+	// when the cache is off or the query cannot be cached); clientDone: the
+	// client has its answer (a stale one) or there is no client (a
+	// prefetch), while the race goes on; staleFired: the wait is over.
+	fl         *flight
+	clientDone bool
+	staleFired bool
 }
 
 // loopAttempt is one upstream of a query's race, on a socket of its own
@@ -74,6 +83,7 @@ func (l *Loop) alloc() int32 {
 	}
 	q := &l.slots[s]
 	q.inUse, q.decided, q.hedged, q.natt = true, false, false, 0
+	q.clientDone, q.staleFired = false, false
 	l.active++
 	return s
 }
@@ -88,6 +98,10 @@ func (l *Loop) freeQuery(s int32) {
 	if !q.decided { // only when the loop is torn down by a panic
 		l.f.End()
 	}
+	if q.fl != nil { // ditto: its waiters' clients will retry
+		l.f.flights.finish(q.fl)
+		q.fl = nil
+	}
 	q.inUse = false
 	q.gen++
 	q.rules = raceRules{}
@@ -98,6 +112,13 @@ func (l *Loop) freeQuery(s int32) {
 
 // accept starts one client query read from the listener socket.
 func (l *Loop) accept(pkt []byte, from *sockaddr) {
+	cacheable, stale := false, (*cache.Entry)(nil)
+	if l.f.Cache != nil {
+		var done bool
+		if done, cacheable, stale = l.lookup(pkt, from); done {
+			return // a hit: no handler_limit slot, no upstream
+		}
+	}
 	if !l.f.Begin() {
 		return // shed: dropped, counted by Begin
 	}
@@ -109,10 +130,31 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 		}
 		return
 	}
+	var fl *flight
+	if cacheable {
+		var own bool
+		if fl, own = l.join(pkt, from, stale, p); !own {
+			l.f.End()
+			return
+		}
+	}
+	l.start(pkt, from, p, fl)
+}
+
+// start races query pkt for the client at from (nil: a prefetch, no
+// client), on a handler_limit slot the caller took; fl is its flight, if
+// the query is cached.
+func (l *Loop) start(pkt []byte, from *sockaddr, p plan, fl *flight) {
 	s := l.alloc()
 	q := &l.slots[s]
 	q.q = append(q.q[:0], pkt...)
-	q.qEnd, q.clientID, q.client, q.kind = p.qEnd, msgID(pkt), *from, p.kind
+	q.qEnd, q.clientID, q.kind = p.qEnd, msgID(pkt), p.kind
+	if from != nil {
+		q.client = *from
+	} else {
+		q.clientDone = true
+	}
+	q.fl = fl
 	q.udpMax = p.snap.Config.Limits.UDPPayloadMax
 	q.rules.reset(p.route.Upstreams)
 	now := l.now()
@@ -120,6 +162,9 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 	if q.timeout <= q.hedge {
 		l.expireQ.push(timerEntry{when: now + q.timeout, slot: s, gen: q.gen})
 	} // else set by the first stall timer, for the few queries still in flight then
+	if fl != nil && fl.stale != nil {
+		l.staleQ.push(timerEntry{when: now + int64(l.f.Cache.Wait(time.Duration(q.hedge))), slot: s, gen: q.gen})
+	}
 	l.launch(s, 2, now)
 }
 
@@ -253,6 +298,7 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 		// need not delay the reply.
 		setID(win, q.clientID)
 		l.answer(s, win, OutcomeUpstream)
+		l.settleFlight(s, win, true)
 		l.hangUpAttempt(a, true) // true: nothing to read, the reply was read
 		l.freeOrGrace(s, now)
 		return
@@ -290,15 +336,20 @@ func (l *Loop) finish(s int32) {
 	q := &l.slots[s]
 	setID(q.q, q.clientID)
 	reply, outcome := q.rules.final(q.q, q.qEnd)
+	l.staleFallback(s) // a failed refresh: the stale answer, when allowed
 	l.answer(s, reply, outcome)
+	l.settleFlight(s, reply, false)
 	l.freeOrGrace(s, l.now())
 }
 
-// answer sends the client its reply.
+// answer sends the client its reply, unless it has one already (a stale
+// answer) or there is none (a prefetch), and ends the race.
 func (l *Loop) answer(s int32, reply []byte, outcome Outcome) {
 	q := &l.slots[s]
-	l.send(reply, &q.client)
-	l.f.Stats.count(q.kind, outcome)
+	if !q.clientDone {
+		l.send(reply, &q.client)
+		l.f.Stats.count(q.kind, outcome)
+	}
 	l.f.End()
 	q.decided = true
 }
@@ -337,6 +388,18 @@ func (l *Loop) dropIdleTimers() {
 			t.pop(e.when)
 		}
 	}
+	for e, ok := l.staleQ.first(); ok && !l.staleHasWork(e); e, ok = l.staleQ.first() {
+		l.staleQ.pop(e.when)
+	}
+}
+
+// staleHasWork says whether the refresh wait e ends for a race still on.
+func (l *Loop) staleHasWork(e timerEntry) bool {
+	if !l.queryLive(e) {
+		return false
+	}
+	q := &l.slots[e.slot]
+	return !q.decided && !q.staleFired && q.fl != nil
 }
 
 // queryLive says whether the query timer e was set for is still in flight.
@@ -379,6 +442,11 @@ func (l *Loop) fireTimers(now int64) {
 			if !q.decided {
 				l.launch(e.slot, 1, now)
 			}
+		}
+	}
+	for e, ok := l.staleQ.pop(now); ok; e, ok = l.staleQ.pop(now) {
+		if l.staleHasWork(e) {
+			l.staleTimer(e.slot)
 		}
 	}
 	for e, ok := l.expireQ.pop(now); ok; e, ok = l.expireQ.pop(now) {

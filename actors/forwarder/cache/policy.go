@@ -80,3 +80,12 @@ func (c *Cache) RefreshFailed(e *Entry, now int64) {
 
 // StaleTTL is the TTL of every record of a stale answer, in seconds.
 func (c *Cache) StaleTTL() uint32 { return uint32(c.cfg.StaleAnswerTTL / time.Second) }
+
+// Render writes e's answer for one client query (raw bytes q, parsed cq)
+// into dst and returns its length (0: dst too small). A stale answer
+// carries EDE 3 when the query has EDNS and the option still fits the
+// client's size limit.
+func (c *Cache) Render(dst []byte, e *Entry, q []byte, cq *Query, now int64, stale bool) int {
+	ede := stale && cq.EDNS && e.Size()+EDELen <= cq.Limit
+	return e.Render(dst, q, now, stale, ede, c.StaleTTL())
+}
