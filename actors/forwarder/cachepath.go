@@ -66,7 +66,7 @@ func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
 	if stale == nil { // a miss: race here, as without the cache
 		reply, outcome := f.race(p.snap, p.route, q, p.qEnd, tcp)
 		f.Stats.count(p.kind, outcome)
-		f.settleFlight(fl, reply, outcome == OutcomeUpstream, nil)
+		f.settleFlight(fl, reply, outcome == OutcomeUpstream, c.Now(), nil)
 		return reply
 	}
 	// A refresh: the race goes on after the wait, to refresh the entry for
@@ -76,9 +76,10 @@ func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
 	timer := f.staleAt(fl, wait)
 	go func() {
 		reply, outcome := f.race(p.snap, p.route, qc, p.qEnd, tcp)
-		done <- raceResult{reply, outcome}
 		timer.Stop()
-		f.settleFlight(fl, reply, outcome == OutcomeUpstream, nil)
+		// Stored before the client hears: its next query finds the entry.
+		f.settleFlight(fl, reply, outcome == OutcomeUpstream, c.Now(), nil)
+		done <- raceResult{reply, outcome}
 	}()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -147,17 +148,17 @@ func (f *Forwarder) prefetch(q []byte, tcp bool, cq *cache.Query, e *cache.Entry
 		defer f.End()
 		reply, outcome := f.race(p.snap, p.route, qc, p.qEnd, tcp)
 		timer.Stop()
-		f.settleFlight(fl, reply, outcome == OutcomeUpstream, nil)
+		f.settleFlight(fl, reply, outcome == OutcomeUpstream, c.Now(), nil)
 	}()
 }
 
 // settleFlight ends fl with the race's reply: a good one is cached (if the
 // rules allow) and answers the waiters; after a failed refresh the stale
 // entry answers them and stale_recheck starts; otherwise they get the
-// reply. buf is the caller's scratch (nil: one is made if needed).
-func (f *Forwarder) settleFlight(fl *flight, reply []byte, good bool, buf []byte) {
+// reply. now is when the reply came (the entry's age counts from it); buf
+// is the caller's scratch (nil: one is made if needed).
+func (f *Forwarder) settleFlight(fl *flight, reply []byte, good bool, now int64, buf []byte) {
 	c := f.Cache
-	now := c.Now()
 	var e *cache.Entry
 	stale := false
 	switch {

@@ -100,14 +100,14 @@ func (l *Loop) prefetch(pkt []byte, e *cache.Entry) {
 
 // settleFlight ends query s's flight with its race's reply (see
 // Forwarder.settleFlight).
-func (l *Loop) settleFlight(s int32, reply []byte, good bool) {
+func (l *Loop) settleFlight(s int32, reply []byte, good bool, now int64) {
 	q := &l.slots[s]
 	if q.fl == nil {
 		return
 	}
 	fl := q.fl
 	q.fl = nil
-	l.f.settleFlight(fl, reply, good, l.out)
+	l.f.settleFlight(fl, reply, good, now, l.out)
 }
 
 // staleFallback gives query s's client the stale answer, if its flight
@@ -144,4 +144,12 @@ func (l *Loop) staleTimer(s int32) {
 			l.f.deliver(ws, q.fl, q.fl.stale, nil, true, now, l.out)
 		}
 	}
+}
+
+// cacheNow is the cache's clock, 0 without a cache (nothing to store then).
+func (l *Loop) cacheNow() int64 {
+	if l.f.Cache == nil {
+		return 0
+	}
+	return l.f.Cache.Now()
 }

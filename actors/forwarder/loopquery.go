@@ -297,8 +297,9 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 		// The client first: giving the socket back is a system call that
 		// need not delay the reply.
 		setID(win, q.clientID)
+		got := l.cacheNow()
 		l.answer(s, win, OutcomeUpstream)
-		l.settleFlight(s, win, true)
+		l.settleFlight(s, win, true, got)
 		l.hangUpAttempt(a, true) // true: nothing to read, the reply was read
 		l.freeOrGrace(s, now)
 		return
@@ -338,7 +339,7 @@ func (l *Loop) finish(s int32) {
 	reply, outcome := q.rules.final(q.q, q.qEnd)
 	l.staleFallback(s) // a failed refresh: the stale answer, when allowed
 	l.answer(s, reply, outcome)
-	l.settleFlight(s, reply, false)
+	l.settleFlight(s, reply, false, l.cacheNow())
 	l.freeOrGrace(s, l.now())
 }
 
