@@ -2,9 +2,12 @@ package forwarder_test
 
 import (
 	"bytes"
-	"strings"
 	"fmt"
 	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -283,4 +286,227 @@ func testCacheNegative(t *testing.T, handle handleFunc) {
 			}
 		})
 	}
+}
+
+// switchable is an upstream handler the test changes at run time.
+func setHandler(up *dnstest.Upstream, h dnstest.Handler) { up.SetHandler(h) }
+
+// Expired entries: refresh first (fresh whenever the upstream answers);
+// the stale answer (stale TTL, EDE 3) once the refresh fails or its wait
+// runs out, and at once for stale_recheck after a failed refresh; nothing
+// stale beyond stale_max_age.
+func TestCacheStale(t *testing.T) { bothEngines(t, testCacheStale) }
+
+func testCacheStale(t *testing.T, handle handleFunc) {
+	up := dnstest.Start(t, "127.0.0.1", zoneReply(60))
+	f, clk := cached(t, func(c *config.Config) {
+		c.Cache.Prefetch = false
+		c.Cache.StaleMaxAge = time.Hour
+		c.Cache.StaleRecheck = 30 * time.Second
+	}, up)
+	q := ednsQuery(t, "stale.example.", 1, "")
+	handle(t, f, q)
+
+	// Expired, upstream alive: a fresh answer, not a stale one.
+	clk.advance(61 * time.Second)
+	m := unpack(t, handle(t, f, q))
+	if up.Count() != 2 || m.Answer[0].Header().Ttl != 60 || len(ede(m)) != 0 {
+		t.Fatalf("expired entry, live upstream: %d upstream queries, TTL %d, EDE %v; want a refresh: 2, 60, none",
+			up.Count(), m.Answer[0].Header().Ttl, ede(m))
+	}
+
+	// Expired, upstream silent: stale once the wait (2 x hedge, the
+	// forwarder's 40 ms without an estimate) is over, long before
+	// upstream_timeout (500 ms) or client_timeout (1.8 s).
+	setHandler(up, dnstest.Silent())
+	clk.advance(61 * time.Second)
+	start := time.Now()
+	m = unpack(t, handle(t, f, q))
+	took := time.Since(start)
+	checkStale(t, "silent upstream", m)
+	if took >= 450*time.Millisecond {
+		t.Errorf("stale answer after %v: it must come after the wait (80 ms), not the upstream timeout", took)
+	}
+	// While that refresh is still out, past its wait: stale at once, no
+	// second refresh.
+	before := up.Count()
+	checkStale(t, "refresh in flight", unpack(t, handle(t, f, q)))
+	if up.Count() != before {
+		t.Errorf("a second refresh started while one was in flight")
+	}
+	// Once it has failed (upstream_timeout), stale at once with no
+	// refresh until stale_recheck is over.
+	waitFor(t, "the refresh to fail", func() bool { return f.Refreshing() == 0 })
+	clk.advance(10 * time.Second)
+	checkStale(t, "within stale_recheck", unpack(t, handle(t, f, q)))
+	if up.Count() != before {
+		t.Errorf("refresh within stale_recheck: upstream saw %d more", up.Count()-before)
+	}
+
+	// The upstream refuses: a refresh that fails fast gives stale at once.
+	setHandler(up, dnstest.Rcode(dns.RcodeRefused))
+	clk.advance(21 * time.Second) // stale_recheck over
+	checkStale(t, "refused refresh", unpack(t, handle(t, f, q)))
+	if up.Count() != before+1 {
+		t.Errorf("after stale_recheck: upstream saw %d more queries, want one refresh", up.Count()-before)
+	}
+
+	// Recovery: fresh again after the next stale_recheck.
+	setHandler(up, zoneReply(60))
+	clk.advance(31 * time.Second)
+	m = unpack(t, handle(t, f, q))
+	if m.Answer[0].Header().Ttl != 60 || len(ede(m)) != 0 {
+		t.Errorf("after recovery: TTL %d, EDE %v; want a fresh answer", m.Answer[0].Header().Ttl, ede(m))
+	}
+
+	// Beyond stale_max_age: no stale answer, the upstream's refusal.
+	setHandler(up, dnstest.Rcode(dns.RcodeRefused))
+	clk.advance(61*time.Second + time.Hour)
+	if m = unpack(t, handle(t, f, q)); m.Rcode != dns.RcodeRefused {
+		t.Errorf("past stale_max_age: rcode %s, want the upstream's REFUSED", dns.RcodeToString[m.Rcode])
+	}
+	if s := f.Cache.Stats(); s.Stale != 4 {
+		t.Errorf("stale answers counted: %d, want 4", s.Stale)
+	}
+}
+
+func checkStale(t *testing.T, what string, m *dns.Msg) {
+	t.Helper()
+	if len(m.Answer) != 1 || m.Rcode != dns.RcodeSuccess {
+		t.Fatalf("%s: %s, want the stale answer", what, m)
+	}
+	for _, rr := range append(append(m.Answer, m.Ns...), m.Extra...) {
+		if rr.Header().Rrtype != dns.TypeOPT && rr.Header().Ttl != 30 {
+			t.Errorf("%s: %s TTL %d, want stale_answer_ttl 30", what, rr.Header().Name, rr.Header().Ttl)
+		}
+	}
+	if e := ede(m); len(e) != 1 || e[0] != dns.ExtendedErrorCodeStaleAnswer {
+		t.Errorf("%s: EDE %v, want [3] (Stale Answer)", what, e)
+	}
+}
+
+// Identical misses while a race is in flight wait for it: one upstream
+// query for 50 clients, each answered with its own ID and case.
+func TestCacheCoalescing(t *testing.T) { bothEngines(t, testCacheCoalescing) }
+
+func testCacheCoalescing(t *testing.T, handle handleFunc) {
+	release := make(chan struct{})
+	up := dnstest.Start(t, "127.0.0.1", func(q *dns.Msg, tcp bool) dnstest.Reply {
+		<-release // hold the race open until every client has asked
+		return zoneReply(60)(q, tcp)
+	})
+	f, _ := cached(t, func(c *config.Config) { c.UpstreamTimeout = 5 * time.Second }, up)
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := []byte("coalesce.example.")
+			if i&1 == 1 {
+				name[0], name[2] = 'C', 'A'
+			}
+			id := uint16(1000 + i)
+			m := new(dns.Msg)
+			m.SetQuestion(string(name), dns.TypeA)
+			m.Id = id
+			r := handle(t, f, dnstest.Pack(t, m))
+			if r == nil {
+				errs <- fmt.Sprintf("client %d: no reply", i)
+				return
+			}
+			got := unpack(t, r)
+			if got.Id != id || got.Question[0].Name != string(name) || len(got.Answer) != 1 {
+				errs <- fmt.Sprintf("client %d: ID %d question %q answers %d; want %d %q 1", i, got.Id, got.Question[0].Name, len(got.Answer), id, name)
+			}
+		}()
+	}
+	waitFor(t, "49 waiters", func() bool { return f.Cache.Stats().Coalesced == n-1 })
+	close(release)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if up.Count() != 1 {
+		t.Errorf("upstream saw %d queries for %d identical misses, want 1", up.Count(), n)
+	}
+}
+
+// Prefetch: a name in steady use never misses. Over five lifetimes of a
+// 20 s entry, a query every second: one miss (the first), one prefetch per
+// lifetime.
+func TestCachePrefetch(t *testing.T) { bothEngines(t, testCachePrefetch) }
+
+func testCachePrefetch(t *testing.T, handle handleFunc) {
+	up := dnstest.Start(t, "127.0.0.1", zoneReply(20))
+	f, clk := cached(t, nil, up)
+	q := ednsQuery(t, "prefetch.example.", 1, "")
+	for i := range 100 {
+		m := unpack(t, handle(t, f, q))
+		if len(m.Answer) != 1 || len(ede(m)) != 0 {
+			t.Fatalf("query %d: %v", i, m)
+		}
+		// A prefetch started by this query lands before the next one.
+		waitFor(t, "prefetches to end", func() bool { return f.Refreshing() == 0 })
+		clk.advance(time.Second)
+	}
+	s := f.Cache.Stats()
+	if s.Misses != 1 || s.Prefetches < 5 || s.Stale != 0 {
+		t.Errorf("100 queries over 5 lifetimes: %+v; want 1 miss, >= 5 prefetches, no stale", s)
+	}
+	if up.Count() != 1+int(s.Prefetches) {
+		t.Errorf("upstream saw %d queries, want 1 + %d prefetches", up.Count(), s.Prefetches)
+	}
+}
+
+// A reply larger than the client's transport allows is never served from
+// the cache: an upstream that ignores the 512-byte limit of a query
+// without EDNS reaches that client (as without a cache), but the next
+// such query goes upstream again.
+func TestCacheSizeLimit(t *testing.T) { bothEngines(t, testCacheSizeLimit) }
+
+func testCacheSizeLimit(t *testing.T, handle handleFunc) {
+	up := dnstest.Start(t, "127.0.0.1", func(q *dns.Msg, tcp bool) dnstest.Reply {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		for i := range 40 {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(10, 0, 0, byte(i))})
+		}
+		return dnstest.Reply{Msg: m}
+	})
+	f, _ := cached(t, nil, up)
+	m := new(dns.Msg)
+	m.SetQuestion("big.example.", dns.TypeA)
+	q := dnstest.Pack(t, m)
+	for i := range 2 {
+		if r := handle(t, f, q); len(r) <= 512 {
+			t.Fatalf("query %d: %d bytes, want the upstream's oversized reply", i, len(r))
+		}
+	}
+	if up.Count() != 2 {
+		t.Errorf("upstream saw %d queries, want 2: an entry beyond 512 bytes is not for a client without EDNS", up.Count())
+	}
+}
+
+// Goroutines and descriptors come back after the cache tests' races
+// (prefetch and refresh goroutines end with their race).
+func TestCacheNoLeak(t *testing.T) {
+	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+	up := dnstest.Start(t, "127.0.0.1", zoneReply(20))
+	f, clk := cached(t, nil, up)
+	runtime.GC()
+	g0, fd0 := runtime.NumGoroutine(), fds()
+	q := ednsQuery(t, "leak.example.", 1, "")
+	for range 50 {
+		f.Handle(q, false)
+		clk.advance(time.Second) // misses, hits, prefetches, refreshes
+	}
+	setHandler(up, dnstest.Silent())
+	clk.advance(time.Minute)
+	f.Handle(q, false) // a stale answer; its refresh times out in the background
+	waitFor(t, "goroutines and fds to come back", func() bool {
+		return f.Refreshing() == 0 && runtime.NumGoroutine() <= g0 && fds() <= fd0
+	})
 }

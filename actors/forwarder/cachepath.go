@@ -51,7 +51,7 @@ func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
 	wait := c.Wait(f.hedgeFor(p.route))
 	w := newWaiter(q, cq.NameEnd)
 	w.ch = make(chan []byte, 1)
-	fl, js := f.flights.start(&cq, stale, now+int64(wait), now, p.kind, &w)
+	fl, js := f.flights.start(&cq, stale, p.kind, &w)
 	switch js {
 	case flightWaiting:
 		c.Add(cache.CountCoalesced)
@@ -134,9 +134,8 @@ func (f *Forwarder) prefetch(q []byte, tcp bool, cq *cache.Query, e *cache.Entry
 		return
 	}
 	c := f.Cache
-	now := c.Now()
 	wait := c.Wait(f.hedgeFor(p.route))
-	fl, js := f.flights.start(cq, e, now+int64(wait), now, p.kind, nil)
+	fl, js := f.flights.start(cq, e, p.kind, nil)
 	if js != flightOwner {
 		f.End()
 		return

@@ -29,13 +29,14 @@ type flight struct {
 	key   string
 	q     cache.Query  // Key is key's bytes: what the reply is stored under
 	stale *cache.Entry // the expired entry being refreshed; nil on a miss
-	// deadline (cache clock) is when waiters stop waiting for the refresh
-	// and get the stale answer; later arrivals get it at once.
-	deadline int64
-	kind     RouteKind
+	kind  RouteKind
 
-	waiters []waiter // guarded by the shard's mutex
-	done    bool
+	// Guarded by the shard's mutex.
+	waiters []waiter
+	// waitOver: the refresh's wait has run out (its owner's timer): its
+	// waiters got the stale answer, later arrivals get it at once.
+	waitOver bool
+	done     bool
 }
 
 // waiter is one query waiting for a flight.
@@ -76,8 +77,8 @@ const (
 )
 
 // start registers a race for q, unless one is in flight: then w (nil: do
-// not wait) joins it. stale, deadline and kind describe the new race.
-func (t *flightTable) start(q *cache.Query, stale *cache.Entry, deadline, now int64, kind RouteKind, w *waiter) (*flight, joinState) {
+// not wait) joins it. stale and kind describe the new race.
+func (t *flightTable) start(q *cache.Query, stale *cache.Entry, kind RouteKind, w *waiter) (*flight, joinState) {
 	sh := &t.shards[t.shard(q)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -85,7 +86,7 @@ func (t *flightTable) start(q *cache.Query, stale *cache.Entry, deadline, now in
 		switch {
 		case w == nil:
 			return fl, flightBusy
-		case fl.stale != nil && now >= fl.deadline:
+		case fl.stale != nil && fl.waitOver:
 			return fl, flightStale
 		case len(fl.waiters) >= maxWaiters:
 			return fl, flightFull
@@ -93,7 +94,7 @@ func (t *flightTable) start(q *cache.Query, stale *cache.Entry, deadline, now in
 		fl.waiters = append(fl.waiters, *w)
 		return fl, flightWaiting
 	}
-	fl := &flight{key: string(q.Key), stale: stale, deadline: deadline, kind: kind}
+	fl := &flight{key: string(q.Key), stale: stale, kind: kind}
 	fl.q = *q
 	fl.q.Key = []byte(fl.key)
 	sh.m[fl.key] = fl
@@ -123,6 +124,7 @@ func (t *flightTable) takeWaiters(fl *flight) []waiter {
 	defer sh.mu.Unlock()
 	ws := fl.waiters
 	fl.waiters = nil
+	fl.waitOver = true
 	return ws
 }
 
@@ -172,3 +174,19 @@ func (f *Forwarder) deliver(ws []waiter, fl *flight, e *cache.Entry, reply []byt
 		}
 	}
 }
+
+// count returns the number of races in flight for cache keys.
+func (t *flightTable) count() int {
+	n := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Refreshing returns the number of races in flight for cache keys (misses,
+// refreshes and prefetches): tests wait for it to drop to zero.
+func (f *Forwarder) Refreshing() int { return f.flights.count() }

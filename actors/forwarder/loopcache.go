@@ -58,10 +58,9 @@ func (l *Loop) sendStale(e *cache.Entry, pkt []byte, cq *cache.Query, to *sockad
 func (l *Loop) join(pkt []byte, from *sockaddr, stale *cache.Entry, p plan) (fl *flight, own bool) {
 	c := l.f.Cache
 	now := c.Now()
-	wait := c.Wait(l.f.hedgeFor(p.route))
 	w := newWaiter(pkt, l.key.NameEnd)
 	w.client, w.path = *from, l.reply
-	fl, js := l.f.flights.start(&l.key, stale, now+int64(wait), now, p.kind, &w)
+	fl, js := l.f.flights.start(&l.key, stale, p.kind, &w)
 	switch js {
 	case flightOwner:
 		return fl, true
@@ -88,8 +87,7 @@ func (l *Loop) prefetch(pkt []byte, e *cache.Entry) {
 		return
 	}
 	c := l.f.Cache
-	now := c.Now()
-	fl, js := l.f.flights.start(&l.key, e, now+int64(c.Wait(l.f.hedgeFor(p.route))), now, p.kind, nil)
+	fl, js := l.f.flights.start(&l.key, e, p.kind, nil)
 	if js != flightOwner {
 		l.f.End()
 		return

@@ -21,12 +21,12 @@ type State uint8
 
 // Lookup states.
 const (
-	Miss      State = iota // nothing usable: race (or wait for the race in flight)
-	Fresh                  // answer from the cache
-	Prefetch               // answer from the cache, and refresh it in the background (one query per entry does)
-	Expired                // refresh first; the entry is the stale answer should the refresh fail or be slow
-	StaleNow               // a refresh failed less than stale_recheck ago: the stale answer at once
-	TooLarge               // fresh, but larger than the client's transport allows: go upstream
+	Miss     State = iota // nothing usable: race (or wait for the race in flight)
+	Fresh                 // answer from the cache
+	Prefetch              // answer from the cache, and refresh it in the background (one query per entry does)
+	Expired               // refresh first; the entry is the stale answer should the refresh fail or be slow
+	StaleNow              // a refresh failed less than stale_recheck ago: the stale answer at once
+	TooLarge              // fresh, but larger than the client's transport allows: go upstream
 )
 
 // prefetchMinLife is the shortest original lifetime that prefetches (SPEC:
