@@ -17,7 +17,8 @@ const replyBufLen = 65535 + cache.EDELen
 func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
 	c := f.Cache
 	var kbuf cache.KeyBuf
-	cq, cacheable := c.ParseQuery(q, tcp, &kbuf)
+	cq, parsed := c.ParseQuery(q, tcp, &kbuf)
+	cacheable := parsed
 	var stale *cache.Entry
 	if cacheable {
 		now := c.Now()
@@ -41,6 +42,9 @@ func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
 	p := f.classify(q)
 	if p.route == nil {
 		return p.reply
+	}
+	if parsed {
+		c.Add(cache.CountMiss)
 	}
 	if !cacheable {
 		reply, outcome := f.race(p.snap, p.route, q, p.qEnd, tcp)

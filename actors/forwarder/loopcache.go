@@ -10,12 +10,13 @@ import "github.com/spartan-dns/spartan/actors/forwarder/cache"
 
 // lookup answers pkt from the cache when it can (done). Otherwise it says
 // whether the query may be cached (its key is in l.key) and which expired
-// entry, if any, a refresh would fall back on.
-func (l *Loop) lookup(pkt []byte, from *sockaddr) (done, cacheable bool, stale *cache.Entry) {
+// entry, if any, a refresh would fall back on; miss: the cache had no
+// fresh answer for a query it could have had one for.
+func (l *Loop) lookup(pkt []byte, from *sockaddr) (done, cacheable, miss bool, stale *cache.Entry) {
 	c := l.f.Cache
 	cq, ok := c.ParseQuery(pkt, false, &l.kbuf)
 	if !ok {
-		return false, false, nil
+		return false, false, false, nil
 	}
 	l.key = cq
 	now := c.Now()
@@ -27,16 +28,16 @@ func (l *Loop) lookup(pkt []byte, from *sockaddr) (done, cacheable bool, stale *
 		if st == cache.Prefetch {
 			l.prefetch(pkt, e)
 		}
-		return true, false, nil
+		return true, false, false, nil
 	case cache.StaleNow:
 		l.sendStale(e, pkt, &cq, from, now)
-		return true, false, nil
+		return true, false, false, nil
 	case cache.Expired:
-		return false, true, e
+		return false, true, true, e
 	case cache.TooLarge:
-		return false, false, nil // the client cannot take it: go upstream, cache nothing
+		return false, false, true, nil // the client cannot take it: go upstream, cache nothing
 	}
-	return false, true, nil
+	return false, true, true, nil
 }
 
 func (l *Loop) sendEntry(e *cache.Entry, pkt []byte, cq *cache.Query, to *sockaddr, now int64, stale bool) {

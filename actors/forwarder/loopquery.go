@@ -112,10 +112,10 @@ func (l *Loop) freeQuery(s int32) {
 
 // accept starts one client query read from the listener socket.
 func (l *Loop) accept(pkt []byte, from *sockaddr) {
-	cacheable, stale := false, (*cache.Entry)(nil)
+	cacheable, miss, stale := false, false, (*cache.Entry)(nil)
 	if l.f.Cache != nil {
 		var done bool
-		if done, cacheable, stale = l.lookup(pkt, from); done {
+		if done, cacheable, miss, stale = l.lookup(pkt, from); done {
 			return // a hit: no handler_limit slot, no upstream
 		}
 	}
@@ -129,6 +129,9 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 			l.send(p.reply, from)
 		}
 		return
+	}
+	if miss {
+		l.f.Cache.Add(cache.CountMiss)
 	}
 	var fl *flight
 	if cacheable {

@@ -14,6 +14,8 @@ commands:
   tree [--json]        the live supervision tree
   kill PATH            make the actor or supervisor at PATH fail (its supervisor restarts it)
   upstreams            each upstream with its successes, failures, latency and health rank
+  cache [--json]       answer cache statistics
+  cache flush [NAME]   empty the cache, or NAME and every name under it
   check [-addr IP[:PORT]] [-timeout D]
                        watchdog probe: exit 0 only if ready.spartan resolves over UDP and TCP
   genresolv [-config PATH] [-resolvers LIST] [-search DOMAINS] PATH

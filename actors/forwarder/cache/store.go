@@ -85,15 +85,15 @@ func (c *Cache) Config() Config { return c.cfg }
 
 func (c *Cache) shardOf(h uint64) int { return int(h % uint64(len(c.shards))) }
 
-// Lookup finds the entry for q and says what the query gets. It counts the
-// hit or miss. Nothing on this path allocates.
+// Lookup finds the entry for q and says what the query gets. It counts a
+// hit; a miss is the caller's to count, once it knows the query goes
+// upstream (a local name is not a miss). Nothing on this path allocates.
 func (c *Cache) Lookup(q *Query, now int64) (*Entry, State) {
 	sh := &c.shards[c.shardOf(q.Hash)]
 	sh.mu.Lock()
 	e := sh.m[string(q.Key)]
 	sh.mu.Unlock()
 	if e == nil {
-		c.ctr.misses.Add(1)
 		return nil, Miss
 	}
 	st := c.state(e, q, now)
@@ -105,9 +105,6 @@ func (c *Cache) Lookup(q *Query, now int64) (*Entry, State) {
 		if now-e.lastUsed.Load() > int64(time.Second) {
 			e.lastUsed.Store(now)
 		}
-	case StaleNow: // counted by the caller, which gives the stale answer
-	default:
-		c.ctr.misses.Add(1)
 	}
 	return e, st
 }
