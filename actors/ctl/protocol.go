@@ -54,9 +54,9 @@ const (
 
 // Commands.
 const (
-	CmdTree      = "tree"
-	CmdKill      = "kill"
-	CmdUpstreams = "upstreams"
+	CmdTree       = "tree"
+	CmdKill       = "kill"
+	CmdUpstreams  = "upstreams"
 	CmdCache      = "cache"
 	CmdCacheFlush = "cache_flush"
 )

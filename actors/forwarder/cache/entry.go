@@ -20,7 +20,8 @@ type Entry struct {
 	life    int64    // lifetime in ns
 	kind    uint8    // the caller's route kind (for its per-route counters)
 
-	lastUsed   atomic.Int64 // clock of the last hit: eviction prefers entries not used for long
+	slot       int          // index in its shard's ring (guarded by the shard's lock)
+	ref        atomic.Bool  // hit since the eviction hand last passed (CLOCK)
 	recheck    atomic.Int64 // after a failed refresh: stale at once until this clock
 	prefetched atomic.Bool  // one prefetch per entry
 }
@@ -191,7 +192,6 @@ func newEntry(r lifetimeRules, reply []byte, q *Query, now int64, kind int) (*En
 		optLen: p.optLen, optEnd: p.optEnd,
 		stored: now, expires: now + life, life: life, kind: uint8(kind),
 	}
-	e.lastUsed.Store(now)
 	return e, true
 }
 

@@ -20,9 +20,9 @@ type Cache struct {
 	rules    lifetimeRules
 	seed     maphash.Seed
 	now      func() int64
-	shards   []shard
-	perShard []int // capacity of each shard; they sum to max_entries
-	ctr      counters
+	shards []shard
+	total  atomic.Int64 // entries in all shards: inserts evict beyond max_entries
+	ctr    counters
 }
 
 // shard is one lock's worth of entries, padded so that two shards' hot
@@ -30,16 +30,14 @@ type Cache struct {
 type shard struct {
 	mu      sync.Mutex
 	m       map[string]*Entry
+	ring    []*Entry // the entries, for the eviction hand
+	hand    int
 	hits    atomic.Uint64
 	entries atomic.Int64
 	bytes   atomic.Int64
 	_       [64]byte
 }
 
-// evictSample is how many entries an insert into a full shard looks at to
-// find the least useful one (sampled LRU, as Redis does: exact LRU would
-// need a list update, under the shard lock, on every hit).
-const evictSample = 8
 
 // New returns a cache for cfg. now is the clock in nanoseconds (any
 // monotonic origin); nil is the real monotonic clock.
@@ -51,8 +49,8 @@ func New(cfg Config, now func() int64) *Cache {
 	if cfg.MaxEntries < 1 {
 		cfg.MaxEntries = 1
 	}
-	// Enough shards that loops rarely meet, few enough that a small cache
-	// still evicts by usefulness across a decent sample of entries.
+	// Enough shards that loops rarely meet, few enough that each shard of a
+	// small cache still holds a decent sample of entries to evict from.
 	n := 1
 	for n < 128 && n*64 <= cfg.MaxEntries {
 		n *= 2
@@ -64,13 +62,8 @@ func New(cfg Config, now func() int64) *Cache {
 		now:   now,
 	}
 	c.shards = make([]shard, n)
-	c.perShard = make([]int, n)
 	for i := range c.shards {
 		c.shards[i].m = make(map[string]*Entry)
-		c.perShard[i] = cfg.MaxEntries / n
-		if i < cfg.MaxEntries%n {
-			c.perShard[i]++
-		}
 	}
 	return c
 }
@@ -100,10 +93,10 @@ func (c *Cache) Lookup(q *Query, now int64) (*Entry, State) {
 	switch st {
 	case Fresh, Prefetch:
 		sh.hits.Add(1)
-		// Usefulness for eviction, to the second: a hot entry's line is
-		// not written by every loop on every hit.
-		if now-e.lastUsed.Load() > int64(time.Second) {
-			e.lastUsed.Store(now)
+		// For eviction (CLOCK); a read first, so that a hot entry's line
+		// is not written by every loop on every hit.
+		if !e.ref.Load() {
+			e.ref.Store(true)
 		}
 	}
 	return e, st
@@ -121,50 +114,65 @@ func (c *Cache) Store(reply []byte, q *Query, now int64, kind int) *Entry {
 	if e.life == 0 {
 		return e
 	}
-	i := c.shardOf(q.Hash)
-	sh := &c.shards[i]
+	sh := &c.shards[c.shardOf(q.Hash)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if old := sh.m[e.key]; old != nil {
 		sh.bytes.Add(e.footprint() - old.footprint())
 		sh.m[e.key] = e
+		e.slot = old.slot
+		sh.ring[e.slot] = e
 		return e
 	}
-	if len(sh.m) >= c.perShard[i] {
+	// The bound is global (shards fill unevenly), the eviction local: the
+	// inserting shard gives up its least useful entry. An insert into an
+	// empty shard evicts nothing, so the cache may hold up to one entry per
+	// shard beyond max_entries until the next inserts elsewhere.
+	if c.total.Add(1) > int64(c.cfg.MaxEntries) && len(sh.m) > 0 {
 		c.evictOne(sh, now)
 	}
 	sh.m[e.key] = e
+	e.slot = len(sh.ring)
+	sh.ring = append(sh.ring, e)
 	sh.entries.Add(1)
 	sh.bytes.Add(e.footprint())
 	return e
 }
 
-// evictOne drops the least useful of a sample of sh's entries: one that
-// can no longer be served even stale, else the one unused for longest.
-// Called with sh.mu held.
+// evictOne drops the least useful entry of sh, by CLOCK (second chance,
+// as an approximation of LRU that costs a hit one atomic read): the hand
+// passes over entries hit since its last turn, clearing their mark, and
+// takes the first unmarked one; an entry that can no longer be served even
+// stale goes first, marked or not. Called with sh.mu held.
 func (c *Cache) evictOne(sh *shard, now int64) {
-	var victim *Entry
-	n := 0
-	for _, e := range sh.m { // map iteration starts at a random place: a sample
-		if now >= e.expires && !c.StaleOK(e, now) {
-			victim = e
-			break
+	for range 2*len(sh.ring) + 1 {
+		if sh.hand >= len(sh.ring) {
+			sh.hand = 0
 		}
-		if victim == nil || e.lastUsed.Load() < victim.lastUsed.Load() {
-			victim = e
+		e := sh.ring[sh.hand]
+		dead := now >= e.expires && !c.StaleOK(e, now)
+		if dead || !e.ref.Load() {
+			// remove moves the last entry, most likely the newest, into
+			// this slot: the hand steps past it, so a new entry gets a
+			// whole turn to be hit.
+			c.remove(sh, e)
+			c.ctr.evictions.Add(1)
+			sh.hand++
+			return
 		}
-		if n++; n == evictSample {
-			break
-		}
-	}
-	if victim != nil {
-		c.remove(sh, victim)
-		c.ctr.evictions.Add(1)
+		e.ref.Store(false)
+		sh.hand++
 	}
 }
 
 func (c *Cache) remove(sh *shard, e *Entry) {
 	delete(sh.m, e.key)
+	last := sh.ring[len(sh.ring)-1]
+	sh.ring[e.slot] = last
+	last.slot = e.slot
+	sh.ring[len(sh.ring)-1] = nil
+	sh.ring = sh.ring[:len(sh.ring)-1]
+	c.total.Add(-1)
 	sh.entries.Add(-1)
 	sh.bytes.Add(-e.footprint())
 }
