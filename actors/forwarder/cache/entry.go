@@ -57,10 +57,10 @@ type lifetimeRules struct {
 // ends in no data is positive here: its lifetime is its smallest TTL, as
 // for any answer); a TTL with the top bit set counts as 0 (RFC 2181 8).
 func (r lifetimeRules) walk(reply []byte, nameEnd int) (p parsed, ok bool) {
-	if len(reply) < headerLen {
-		return p, false
-	}
 	off := nameEnd + 4
+	if len(reply) < off || off < headerLen+5 {
+		return p, false // the question must be there (the forwarder validated it)
+	}
 	an, ns, ar := int(be16(reply[6:])), int(be16(reply[8:])), int(be16(reply[10:]))
 	minTTL := uint32(1<<32 - 1)
 	soaTTL, soaMin, soa := uint32(0), uint32(0), false

@@ -16,10 +16,10 @@ import (
 // nothing allocated on a hit). Measured against otter and a lock-free
 // design in store_bench_test.go.
 type Cache struct {
-	cfg      Config
-	rules    lifetimeRules
-	seed     maphash.Seed
-	now      func() int64
+	cfg    Config
+	rules  lifetimeRules
+	seed   maphash.Seed
+	now    func() int64
 	shards []shard
 	total  atomic.Int64 // entries in all shards: inserts evict beyond max_entries
 	ctr    counters
@@ -37,7 +37,6 @@ type shard struct {
 	bytes   atomic.Int64
 	_       [64]byte
 }
-
 
 // New returns a cache for cfg. now is the clock in nanoseconds (any
 // monotonic origin); nil is the real monotonic clock.
