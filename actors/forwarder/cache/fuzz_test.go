@@ -118,7 +118,9 @@ func FuzzStoreRender(f *testing.F) {
 			}
 			t.Fatalf("the reply parses, its rendering does not: %v\n%x\n%x", err, orig, got)
 		}
-		rrs := func(m *dns.Msg) []dns.RR { return append(append(append([]dns.RR(nil), m.Answer...), m.Ns...), m.Extra...) }
+		rrs := func(m *dns.Msg) []dns.RR {
+			return append(append(append([]dns.RR(nil), m.Answer...), m.Ns...), m.Extra...)
+		}
 		b, a := rrs(&before), rrs(&after)
 		if len(a) != len(b) || before.Rcode != after.Rcode {
 			t.Fatalf("records %d -> %d, rcode %d -> %d", len(b), len(a), before.Rcode, after.Rcode)
