@@ -395,6 +395,9 @@ func testCacheCoalescing(t *testing.T, handle handleFunc) {
 		<-release // hold the race open until every client has asked
 		return zoneReply(60)(q, tcp)
 	})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open) // before the upstream's own cleanup: a failing test must not hang in it
 	f, _ := cached(t, func(c *config.Config) { c.UpstreamTimeout = 5 * time.Second }, up)
 	const n = 50
 	var wg sync.WaitGroup
@@ -423,7 +426,7 @@ func testCacheCoalescing(t *testing.T, handle handleFunc) {
 		}()
 	}
 	waitFor(t, "49 waiters", func() bool { return f.Cache.Stats().Coalesced == n-1 })
-	close(release)
+	open()
 	wg.Wait()
 	close(errs)
 	for e := range errs {
