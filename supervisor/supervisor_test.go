@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/test/fakeclock"
 	"github.com/spartan-dns/spartan/test/harness"
 
 	"github.com/rs/zerolog"
@@ -205,12 +206,10 @@ func TestBuildSnapshotAndJSON(t *testing.T) {
 	}
 
 	// Injected clock: uptime is measured from the start of the current run.
-	var clock atomic.Int64
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock.Store(base.UnixNano())
-	f.tree.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	clk := fakeclock.New()
+	f.tree.clock = clk
 	f.start(t)
-	clock.Store(base.Add(5 * time.Second).UnixNano())
+	clk.Advance(5 * time.Second)
 
 	raw, err := json.Marshal(f.tree.Snapshot())
 	if err != nil {

@@ -1,7 +1,12 @@
-// Package config holds Spartan's configuration: the parsed file (Config),
-// the immutable snapshot the query path reads (Snapshot, Store), and the
-// config actor that owns the mutable state (masters, upstream health) and
-// publishes new snapshots.
+// Package config turns Spartan's configuration file and the overriding
+// environment into a validated Config, and nothing else: the live state
+// built from it (snapshots, upstream health, the config actor) is in
+// actors/state.
+//
+// Where each step lives: load.go (Load, Parse), json.go (the document),
+// keys.go (the key table), valid.go and addrs.go (value validators),
+// env.go (environment overrides), checks.go (cross-key checks),
+// resolvconf.go (the default upstreams).
 package config
 
 import (
@@ -10,7 +15,8 @@ import (
 )
 
 // Config is the parsed and validated configuration file. It never changes
-// after Load returns; everything that changes at run time lives in Snapshot.
+// after Load returns; everything that changes at run time lives in
+// state.Snapshot.
 type Config struct {
 	UpstreamResolvers []netip.AddrPort            // upstream_resolvers
 	ForwardZones      map[string][]netip.AddrPort // forward_zones: lower-case FQDN ("example.com.") -> upstreams
@@ -66,7 +72,37 @@ type LimitsConfig struct {
 	TCPMessageMax  int           // tcp_message_max: largest TCP message accepted, default 65535
 }
 
-// DefaultBindIPs are the addresses Spartan listens on by default.
+// Master sources accepted by master_source.
+const (
+	MasterSourceExhibitor    = "exhibitor"
+	MasterSourceExhibitorURI = "exhibitor_uri"
+	MasterSourceMasterList   = "master_list"
+	MasterSourceZookeeper    = "zookeeper"
+	MasterSourceNone         = "none"
+)
+
+var masterSources = []string{
+	MasterSourceExhibitor, MasterSourceExhibitorURI, MasterSourceMasterList,
+	MasterSourceZookeeper, MasterSourceNone,
+}
+
+// Where exhibitor_address is polled: http://HOST:ExhibitorPort + ExhibitorStatusPath
+// (the masters watcher builds the URL; validation names it in errors).
+const (
+	ExhibitorPort       = "8181"
+	ExhibitorStatusPath = "/exhibitor/v1/cluster/status"
+)
+
+// Defaults that other packages fall back on too: spartanctl's -socket, and
+// the masters watchers when handed a Config that did not come from Load.
+const (
+	DefaultCtlSocket            = "/run/spartan/spartanctl.sock"
+	DefaultMastersRefreshNormal = 120 * time.Second
+	DefaultMastersRefreshFail   = 5 * time.Second
+	DefaultExhibitorTimeout     = 30 * time.Second
+)
+
+// defaultBindIPs are the addresses Spartan listens on by default.
 var defaultBindIPs = []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"}
 
 // Default returns the built-in configuration. UpstreamResolvers is left
@@ -81,16 +117,16 @@ func Default() *Config {
 		TCPServerEnabled:     true,
 		HandlerLimit:         1024,
 		UpstreamTimeout:      5 * time.Second,
-		MasterSource:         "none",
+		MasterSource:         MasterSourceNone,
 		MasterListFile:       "/opt/mesosphere/etc/master_list",
 		ZookeeperMesosPath:   "/mesos",
 		MesosDNSPort:         61053,
-		MastersRefreshNormal: 120 * time.Second,
-		MastersRefreshFail:   5 * time.Second,
-		ExhibitorTimeout:     30 * time.Second,
+		MastersRefreshNormal: DefaultMastersRefreshNormal,
+		MastersRefreshFail:   DefaultMastersRefreshFail,
+		ExhibitorTimeout:     DefaultExhibitorTimeout,
 		Interface:            InterfaceConfig{Manage: true, Name: "spartan"},
 		HTTPListen:           "127.0.0.1:62080",
-		CtlSocket:            "/run/spartan/spartanctl.sock",
+		CtlSocket:            DefaultCtlSocket,
 		Watchdog:             WatchdogConfig{Interval: 15 * time.Second, Grace: 60 * time.Second},
 		Cache:                DefaultCache(),
 		Limits: LimitsConfig{

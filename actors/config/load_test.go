@@ -148,12 +148,10 @@ func TestPartialNestedObjectsKeepDefaults(t *testing.T) {
 }
 
 func TestLoadDefaultPath(t *testing.T) {
-	old := defaultConfigPath
-	t.Cleanup(func() { defaultConfigPath = old })
 	resolv := writeFile(t, "resolv.conf", "nameserver 192.0.2.1\n")
 
-	defaultConfigPath = filepath.Join(t.TempDir(), "absent.json")
-	c, err := LoadWith("", noEnv, resolv)
+	defaultPath := filepath.Join(t.TempDir(), "absent.json")
+	c, err := loadFrom("", defaultPath, noEnv, resolv)
 	if err != nil {
 		t.Fatalf("no default file: %v", err)
 	}
@@ -161,8 +159,8 @@ func TestLoadDefaultPath(t *testing.T) {
 		t.Errorf("built-in defaults not used: %+v", c)
 	}
 
-	defaultConfigPath = writeFile(t, "spartan.json", `{"udp_port": 1053}`)
-	c, err = LoadWith("", noEnv, resolv)
+	defaultPath = writeFile(t, "spartan.json", `{"udp_port": 1053}`)
+	c, err = loadFrom("", defaultPath, noEnv, resolv)
 	if err != nil {
 		t.Fatalf("default file: %v", err)
 	}
@@ -403,6 +401,10 @@ func TestBadInput(t *testing.T) {
 		{"string as number", `{"master_source": 1}`, "master_source", "string"},
 		{"list as string", `{"bind_ips": "198.51.100.1"}`, "bind_ips", "array"},
 		{"list entry as number", `{"bind_ip_blacklist": [1]}`, "bind_ip_blacklist", "entry 0"},
+		{"list entry as number, message", `{"bind_ips": [1]}`, "bind_ips", "entry 0: expected an IP string, got a number 1"},
+		{"bind IP listed twice", `{"bind_ips": ["198.51.100.1", "198.51.100.1"]}`, "bind_ips", "entry 1: 198.51.100.1 listed twice"},
+		{"upstream listed twice", `{"upstream_resolvers": ["192.0.2.1", "192.0.2.1:53"]}`, "upstream_resolvers", "entry 1: 192.0.2.1:53 listed twice"},
+		{"zone upstream entry as number", `{"forward_zones": {"a.": ["192.0.2.1", 5]}}`, `forward_zones["a."]`, `entry 1: expected "ip[:port]", got a number 5`},
 		{"upstreams as object", `{"upstream_resolvers": {"a": 1}}`, "upstream_resolvers", "array"},
 		{"zones as string", `{"forward_zones": "example.com"}`, "forward_zones", "object"},
 		{"object as bool", `{"interface": true}`, "interface", "object"},

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder/cache"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
@@ -35,7 +35,7 @@ type Actor struct {
 	socket string
 	self   string // the actor's own tree path, e.g. "/spartan/api/ctl"
 	tree   Tree
-	store  *config.Store
+	store  *state.Store
 	cache  Cache
 	log    zerolog.Logger
 }
@@ -55,7 +55,7 @@ func (a *Actor) WithCache(c Cache) *Actor {
 
 // New returns the control-socket actor serving socket. self is the actor's
 // own path in tree: kills of it or of an ancestor are answered first.
-func New(socket, self string, tree Tree, store *config.Store, log zerolog.Logger) *Actor {
+func New(socket, self string, tree Tree, store *state.Store, log zerolog.Logger) *Actor {
 	return &Actor{socket: socket, self: self, tree: tree, store: store, log: log}
 }
 
@@ -294,9 +294,9 @@ func (a *Actor) reply(c net.Conn, resp Response) bool {
 }
 
 // Upstreams describes every upstream of snap, sorted by address.
-func Upstreams(snap *config.Snapshot) []Upstream {
-	routes := map[*config.Upstream][]string{}
-	addRoute := func(r *config.Route) {
+func Upstreams(snap *state.Snapshot) []Upstream {
+	routes := map[*state.Upstream][]string{}
+	addRoute := func(r *state.Route) {
 		if r == nil {
 			return
 		}

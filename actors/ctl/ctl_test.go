@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
@@ -39,8 +40,8 @@ func shortDir(t *testing.T) string {
 
 type fixture struct {
 	tree   *supervisor.Tree
-	store  *config.Store
-	reg    *config.Registry
+	store  *state.Store
+	reg    *state.Registry
 	socket string
 	done   chan error
 	cancel context.CancelFunc
@@ -58,8 +59,8 @@ func start(t *testing.T, socket string) *fixture {
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5301"), netip.MustParseAddrPort("127.0.0.2:5301")}
 	cfg.ForwardZones = map[string][]netip.AddrPort{"example.com.": {netip.MustParseAddrPort("127.0.0.2:5301"), netip.MustParseAddrPort("127.0.0.3:53")}}
-	f.reg = config.NewRegistry()
-	f.store = config.NewStore(cfg, f.reg)
+	f.reg = state.NewRegistry()
+	f.store = state.NewStore(cfg, f.reg)
 
 	opts := supervisor.Options{Timeout: time.Second, FailureBackoff: 100 * time.Millisecond, FailureThreshold: 100}
 	f.tree = supervisor.New("t", opts, zerolog.Nop())
@@ -391,7 +392,7 @@ func TestRefusesToClobber(t *testing.T) {
 func TestServeReturnsOnCancel(t *testing.T) {
 	sock := filepath.Join(shortDir(t), "s.sock")
 	tr := supervisor.New("t", supervisor.Options{}, zerolog.Nop())
-	a := New(sock, "", tr, config.NewStore(config.Default(), config.NewRegistry()), zerolog.Nop())
+	a := New(sock, "", tr, state.NewStore(config.Default(), state.NewRegistry()), zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx) }()

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/spartan-dns/spartan/actors/forwarder/cache"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // The cache on the goroutine path (TCP listeners, the HTTP API): the same
@@ -13,8 +14,8 @@ import (
 // replyBufLen fits any DNS message plus the EDE option of a stale answer.
 const replyBufLen = 65535 + cache.EDELen
 
-// handleCached is Handle with the cache on.
-func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
+// answerCached is Answer with the cache on.
+func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) []byte {
 	c := f.Cache
 	var kbuf cache.KeyBuf
 	cq, parsed := c.ParseQuery(q, tcp, &kbuf)
@@ -39,7 +40,7 @@ func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
 			cacheable = false // the client cannot take it: go upstream, cache nothing
 		}
 	}
-	p := f.classify(q)
+	p := f.classify(snap, q)
 	if p.route == nil {
 		return p.reply
 	}
@@ -47,7 +48,7 @@ func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
 		c.Add(cache.CountMiss)
 	}
 	if !cacheable {
-		reply, outcome := f.race(p.snap, p.route, q, p.qEnd, tcp)
+		reply, outcome := f.race(snap, p.route, q, p.qEnd, tcp)
 		f.Stats.count(p.kind, outcome)
 		return reply
 	}
@@ -59,16 +60,16 @@ func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
 	switch js {
 	case flightWaiting:
 		c.Add(cache.CountCoalesced)
-		return f.await(w.ch, q, p)
+		return f.await(w.ch, snap, q, p)
 	case flightStale:
 		return f.staleReply(fl.stale, q, &cq, now)
 	case flightFull:
-		reply, outcome := f.race(p.snap, p.route, q, p.qEnd, tcp)
+		reply, outcome := f.race(snap, p.route, q, p.qEnd, tcp)
 		f.Stats.count(p.kind, outcome)
 		return reply
 	}
 	if stale == nil { // a miss: race here, as without the cache
-		reply, outcome := f.race(p.snap, p.route, q, p.qEnd, tcp)
+		reply, outcome := f.race(snap, p.route, q, p.qEnd, tcp)
 		f.Stats.count(p.kind, outcome)
 		f.settleFlight(fl, reply, outcome == OutcomeUpstream, c.Now(), nil)
 		return reply
@@ -79,7 +80,7 @@ func (f *Forwarder) handleCached(q []byte, tcp bool) []byte {
 	done := make(chan raceResult, 1)
 	timer := f.staleAt(fl, wait)
 	go func() {
-		reply, outcome := f.race(p.snap, p.route, qc, p.qEnd, tcp)
+		reply, outcome := f.race(snap, p.route, qc, p.qEnd, tcp)
 		timer.Stop()
 		// Stored before the client hears: its next query finds the entry.
 		f.settleFlight(fl, reply, outcome == OutcomeUpstream, c.Now(), nil)
@@ -118,8 +119,8 @@ func (f *Forwarder) staleAt(fl *flight, wait time.Duration) *time.Timer {
 // await waits for the race a query joined. The owner always answers its
 // waiters (at the end of the race, or with the stale answer at the wait's
 // end), so the timeout is only a safety net.
-func (f *Forwarder) await(ch <-chan []byte, q []byte, p plan) []byte {
-	t := time.NewTimer(p.snap.Config.UpstreamTimeout + 2*time.Second)
+func (f *Forwarder) await(ch <-chan []byte, snap *state.Snapshot, q []byte, p plan) []byte {
+	t := time.NewTimer(snap.Config.UpstreamTimeout + 2*time.Second)
 	defer t.Stop()
 	select {
 	case r := <-ch:
@@ -133,8 +134,13 @@ func (f *Forwarder) await(ch <-chan []byte, q []byte, p plan) []byte {
 // prefetch starts the background refresh of entry e, hit in the last 10 %
 // of its lifetime, unless a race for it is in flight already.
 func (f *Forwarder) prefetch(q []byte, tcp bool, cq *cache.Query, e *cache.Entry) {
-	p := f.classify(q)
-	if p.route == nil || !f.Begin() {
+	snap := f.Begin()
+	if snap == nil {
+		return
+	}
+	p := f.classify(snap, q)
+	if p.route == nil {
+		f.End()
 		return
 	}
 	c := f.Cache
@@ -149,7 +155,7 @@ func (f *Forwarder) prefetch(q []byte, tcp bool, cq *cache.Query, e *cache.Entry
 	timer := f.staleAt(fl, wait)
 	go func() {
 		defer f.End()
-		reply, outcome := f.race(p.snap, p.route, qc, p.qEnd, tcp)
+		reply, outcome := f.race(snap, p.route, qc, p.qEnd, tcp)
 		timer.Stop()
 		f.settleFlight(fl, reply, outcome == OutcomeUpstream, c.Now(), nil)
 	}()

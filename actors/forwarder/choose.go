@@ -3,7 +3,7 @@ package forwarder
 import (
 	"math"
 
-	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // maxTracked bounds the upstreams of one route considered by a query (the
@@ -14,7 +14,7 @@ const maxTracked = 64
 // rank: fewest recent failures), at random among equals, or -1 when all
 // have been tried. Randomness spreads load over equally healthy upstreams,
 // so a recovered one is used again as soon as its score has decayed.
-func (f *Forwarder) pick(ups []*config.Upstream, tried uint64) int {
+func (f *Forwarder) pick(ups []*state.Upstream, tried uint64) int {
 	best, ties, bestRank := -1, 0, math.MaxInt
 	for i, u := range ups[:min(len(ups), maxTracked)] {
 		if tried&(1<<i) != 0 {

@@ -5,26 +5,28 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
+
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // upstreamsWithScores builds upstreams whose published scores are given,
 // by feeding failures through the same path the config actor uses.
-func upstreamsWithScores(scores ...int) []*config.Upstream {
+func upstreamsWithScores(scores ...int) []*state.Upstream {
 	cfg := config.Default()
 	for i := range scores {
 		cfg.UpstreamResolvers = append(cfg.UpstreamResolvers, netip.MustParseAddrPort(fmt.Sprintf("127.0.0.%d:53", i+1)))
 	}
-	reg := config.NewRegistry()
-	store := config.NewStore(cfg, reg)
+	reg := state.NewRegistry()
+	store := state.NewStore(cfg, reg)
 	for i, s := range scores {
 		store.Load().Default.Upstreams[i].Failures.Add(uint64(s))
 	}
-	config.NewActor(store, reg, nil, 0, time.Now, zerolog.Nop()).UpdateHealth()
+	state.NewActor(store, reg, nil, 0, clock.Real{}, zerolog.Nop()).UpdateHealth()
 	return store.Load().Default.Upstreams
 }
 

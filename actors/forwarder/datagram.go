@@ -12,6 +12,11 @@ import (
 // larger than limits.udp_payload_max.
 var errNotAReply = errors.New("empty or oversized datagram")
 
+// datagramFits says whether an upstream datagram of n bytes can be a reply:
+// neither empty nor larger than limits.udp_payload_max (max). What does not
+// fit is ignored as if never received, by both engines.
+func datagramFits(n, max int) bool { return n > 0 && n <= max }
+
 // readDatagram reads one datagram from an upstream socket into a slice of
 // exactly its size. It first peeks at the datagram's real length
 // (MSG_PEEK|MSG_TRUNC), so any size up to max passes through whole (RFC
@@ -25,7 +30,7 @@ func readDatagram(conn Conn, max int) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if n == 0 || n > max {
+		if !datagramFits(n, max) {
 			return nil, errNotAReply
 		}
 		return buf[:n:n], nil
@@ -50,7 +55,7 @@ func readDatagram(conn Conn, max int) ([]byte, error) {
 			rerr = errno
 			return true
 		}
-		if n == 0 || n > max {
+		if !datagramFits(n, max) {
 			_, _ = recv(fd, one[:], 0) // consume it
 			rerr = errNotAReply
 			return true

@@ -1,17 +1,14 @@
 package forwarder
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // Dialer opens the socket for one upstream query. A fresh socket per query
@@ -39,172 +36,90 @@ func (netDialer) Dial(network string, addr netip.AddrPort, deadline time.Time) (
 	return d.Dial("tcp", addr.String())
 }
 
-// result is one upstream's answer to the race: a validated reply (owned by
-// the receiver) or the error that ended the attempt.
-type result struct {
-	u     *config.Upstream
-	reply []byte
-	err   error
-}
-
-// raceState is shared by a race and its workers. When the race ends, the
-// losers' sockets get a read deadline LoserGrace away: they are still read
-// for health accounting, but not for the full upstream_timeout.
-type raceState struct {
-	mu    sync.Mutex
-	over  bool
-	grace time.Duration
-	conns [maxAttempts]Conn
-	n     int
-}
-
-func (s *raceState) register(c Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.over {
-		_ = c.SetReadDeadline(time.Now().Add(s.grace))
-		return
-	}
-	s.conns[s.n] = c
-	s.n++
-}
-
-func (s *raceState) end() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.over {
-		return
-	}
-	s.over = true
-	d := time.Now().Add(s.grace)
-	for _, c := range s.conns[:s.n] {
-		_ = c.SetReadDeadline(d) // harmless on a closed conn
-	}
-}
-
-func (s *raceState) isOver() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.over
-}
-
-var errTimeout = errors.New("upstream timeout")
-
-// Stall bookkeeping: an attempt with no reply by the hedge delay counts a
-// stall; a reply after that takes it back (a loser that was merely slow is
-// not a failure), a timeout leaves it standing.
-const (
-	stallNone    = iota
-	stallCounted // the stall timer fired first
-	stallAnswered
-)
-
-// exchange sends q to u with a fresh ID and reads until a valid reply, the
-// deadline, or (once the race is over) LoserGrace. It records the outcome in
-// u's counters and sends exactly one result to out, which has room for it.
-func (f *Forwarder) exchange(st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, hedge time.Duration, deadline time.Time, limits config.LimitsConfig, out chan<- result) {
+// exchange is one attempt of race r at upstream u: it sends the query with
+// a fresh ID and reads until a valid reply, the deadline, or (once the race
+// is over) LoserGrace. It scores the outcome for u's health (state.Attempt)
+// and sends exactly one result to r.out, which has room for it.
+func (f *Forwarder) exchange(r *goRace, u *state.Upstream) {
+	var a state.Attempt
+	a.Start(u)
 	network := "udp"
-	if tcp {
+	if r.tcp {
 		network = "tcp"
 	}
-	conn, err := f.Dial.Dial(network, u.Addr, deadline)
+	conn, err := f.Dial.Dial(network, u.Addr, r.deadline)
 	if err != nil {
-		u.Failures.Add(1)
-		out <- result{u: u, err: err}
+		a.Failed()
+		r.out <- nil
 		return
 	}
-	reply, err := f.exchangeOn(conn, st, u, q, qEnd, tcp, hedge, deadline, limits)
-	out <- result{u: u, reply: reply, err: err}
+	r.out <- f.exchangeOn(conn, r, &a)
 	conn.Close() // after delivering: closing is not on the client's path
 }
 
-func (f *Forwarder) exchangeOn(conn Conn, st *raceState, u *config.Upstream, q []byte, qEnd int, tcp bool, hedge time.Duration, deadline time.Time, limits config.LimitsConfig) ([]byte, error) {
-	var err error
+func (f *Forwarder) exchangeOn(conn Conn, r *goRace, a *state.Attempt) []byte {
 	// The upstream gets the client's query byte for byte but for a fresh
 	// random ID (RFC 5452), framed when it goes over TCP.
-	id := uint16(f.Rand(1 << 16))
-	wbuf := make([]byte, 0, 2+len(q))
-	if tcp {
-		wbuf = binary.BigEndian.AppendUint16(wbuf, uint16(len(q)))
-		_ = conn.SetWriteDeadline(deadline) // a UDP write never waits
+	id := f.newID()
+	var wbuf []byte
+	if r.tcp {
+		wbuf = AppendFrame(make([]byte, 0, 2+len(r.q)), r.q)
+		_ = conn.SetWriteDeadline(r.deadline) // a UDP write never waits
+	} else {
+		wbuf = append([]byte(nil), r.q...)
 	}
-	wbuf = append(wbuf, q...)
-	setID(wbuf[len(wbuf)-len(q):], id)
+	setID(wbuf[len(wbuf)-len(r.q):], id)
 	if _, err := conn.Write(wbuf); err != nil {
-		u.Failures.Add(1)
-		return nil, err
+		a.Failed()
+		return nil
 	}
-	question := q[headerLen:qEnd]
-	_ = conn.SetReadDeadline(deadline)
-	st.register(conn)
+	question := r.q[headerLen:r.qEnd]
+	_ = conn.SetReadDeadline(r.deadline)
+	r.register(conn)
 
-	var stall atomic.Int32
 	sent := time.Now()
-	stallTimer := time.AfterFunc(hedge, func() {
-		if stall.CompareAndSwap(stallNone, stallCounted) {
-			u.Stalls.Add(1)
-		}
-	})
+	stallTimer := time.AfterFunc(r.hedge, a.Stall)
 	defer stallTimer.Stop()
 
 	for {
-		var msg []byte
-		if tcp {
-			msg, err = readFrame(conn, limits.TCPMessageMax)
-		} else {
-			msg, err = readDatagram(conn, limits.UDPPayloadMax)
-			if err == errNotAReply {
-				continue // oversized or empty: ignore it as if never received
-			}
+		msg, err := r.read(conn)
+		if err == errNotAReply {
+			continue // an empty or oversized datagram: as if never received
 		}
 		if err != nil {
-			timedOut := errors.Is(err, os.ErrDeadlineExceeded)
 			switch {
-			case timedOut && st.isOver() && time.Now().Before(deadline):
-				// A loser we stopped waiting for: its stall (if any) stands.
-			case stall.CompareAndSwap(stallNone, stallAnswered) || !timedOut:
-				u.Failures.Add(1) // refused, reset, EOF, or a timeout before any stall
+			case !errors.Is(err, os.ErrDeadlineExceeded):
+				a.Failed() // refused, reset, EOF, a broken TCP frame
+			case r.isOver() && time.Now().Before(r.deadline):
+				a.Abandon() // a loser we stopped waiting for
+			default:
+				a.TimedOut()
 			}
-			if timedOut {
-				return nil, errTimeout
-			}
-			return nil, err
+			return nil
 		}
-		if err := validateReply(msg, id, question); err != nil {
-			if tcp {
-				u.Failures.Add(1) // a TCP stream that lies is done
-				return nil, err
-			}
-			continue // spoofed or stray UDP packet: ignore, keep waiting
+		if validateReply(msg, id, question) != nil {
+			// A message that is not the reply: a spoofed or stray UDP
+			// packet, or a stray message on the TCP connection (RFC 7766
+			// section 7 matches replies by ID and question). Skip it and
+			// keep waiting; only a broken frame ends a TCP attempt.
+			continue
 		}
-		if !stall.CompareAndSwap(stallNone, stallAnswered) {
-			u.LateReplies.Add(1) // it answered after all: take the stall back
-		}
-		if isGoodRcode(rcode(msg)) {
-			u.Successes.Add(1)
-			u.Latency.Observe(time.Since(sent))
-		} else {
-			u.Failures.Add(1)
-		}
-		return msg, nil
+		a.Replied(isGoodRcode(rcode(msg)), time.Since(sent))
+		return msg
 	}
 }
 
-// readFrame reads one length-prefixed DNS message (RFC 1035 4.2.2).
-func readFrame(r io.Reader, max int) ([]byte, error) {
-	var l [2]byte
-	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return nil, err
+// read reads the next upstream message of an attempt: a datagram, or a
+// frame on a TCP connection. A frame shorter than a DNS header breaks the
+// stream (errFrameSize) like one over the limit: no DNS message is that
+// short, so what follows cannot be trusted to be framed either.
+func (r *goRace) read(conn Conn) ([]byte, error) {
+	if !r.tcp {
+		return readDatagram(conn, r.limits.UDPPayloadMax)
 	}
-	n := int(binary.BigEndian.Uint16(l[:]))
-	if n < headerLen || n > max {
+	msg, err := ReadFrame(conn, r.limits.TCPMessageMax, nil)
+	if err == nil && len(msg) < headerLen {
 		return nil, errFrameSize
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return msg, err
 }
-
-var errFrameSize = errors.New("TCP frame length out of range")

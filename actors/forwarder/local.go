@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
-	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // The local zones Spartan answers itself. TTLs are short because the
@@ -20,7 +20,7 @@ const (
 // "zk.") or "".
 func localZone(name string) string {
 	for _, z := range LocalZones {
-		if config.InZone(name, z) {
+		if state.InZone(name, z) {
 			return z
 		}
 	}
@@ -29,7 +29,7 @@ func localZone(name string) string {
 
 // answerLocal answers a query for a local zone. It parses the query with
 // miekg/dns (the local path is rare, and the reply is ours to build).
-func answerLocal(snap *config.Snapshot, zone string, q []byte, qEnd int) []byte {
+func answerLocal(snap *state.Snapshot, zone string, q []byte, qEnd int) []byte {
 	var req dns.Msg
 	if err := req.Unpack(q); err != nil || len(req.Question) != 1 {
 		return errorReply(q, qEnd, rcodeFormErr)
@@ -78,7 +78,7 @@ func answerLocal(snap *config.Snapshot, zone string, q []byte, qEnd int) []byte 
 // LocalRecords returns every record of a local zone by lower-case owner
 // name. It is computed from the snapshot on demand: local answers are rare
 // and the zones are tiny.
-func LocalRecords(snap *config.Snapshot, zone string) map[string][]dns.RR {
+func LocalRecords(snap *state.Snapshot, zone string) map[string][]dns.RR {
 	m := map[string][]dns.RR{}
 	add := func(rr dns.RR) {
 		n := rr.Header().Name

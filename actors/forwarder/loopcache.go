@@ -79,10 +79,11 @@ func (l *Loop) join(pkt []byte, from *sockaddr, stale *cache.Entry, p plan) (fl 
 // lifetime: a query of the loop's own with no client, unless a race for the
 // key is in flight already.
 func (l *Loop) prefetch(pkt []byte, e *cache.Entry) {
-	if !l.f.Begin() {
+	snap := l.f.Begin()
+	if snap == nil {
 		return
 	}
-	p := l.f.classify(pkt)
+	p := l.f.classify(snap, pkt)
 	if p.route == nil {
 		l.f.End()
 		return
@@ -94,7 +95,7 @@ func (l *Loop) prefetch(pkt []byte, e *cache.Entry) {
 		return
 	}
 	c.Add(cache.CountPrefetch)
-	l.start(pkt, nil, p, fl)
+	l.start(snap, pkt, nil, p, fl)
 }
 
 // settleFlight ends query s's flight with its race's reply (see

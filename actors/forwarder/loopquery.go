@@ -4,8 +4,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder/cache"
+	"github.com/spartan-dns/spartan/actors/state"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,23 +44,17 @@ type loopQuery struct {
 // loopAttempt is one upstream of a query's race, on a socket of its own
 // (upsock.go): connected, so the kernel drops packets from any other source
 // and reports an ICMP error (the upstream refusing) as a failed read.
+//
+// Its score (state.Attempt) counts its outcome for the upstream's health,
+// by the same rule as the goroutine race's.
 type loopAttempt struct {
-	u     *config.Upstream
+	score state.Attempt
 	sock  int32 // index in the loop's socket pool; -1 once settled
 	id    uint16
-	state attemptState
 	sent  int64 // loop clock
 }
 
-type attemptState uint8
-
-const (
-	attemptPending attemptState = iota // sent, no reply yet
-	attemptStalled                     // no reply by its send time + the hedge delay: a stall was counted
-	attemptDone                        // replied or failed
-)
-
-func (a *loopAttempt) outstanding() bool { return a.state != attemptDone }
+func (a *loopAttempt) outstanding() bool { return !a.score.Ended() }
 
 // hangUpAttempt gives an attempt's socket back to the pool as soon as the
 // attempt is settled; replied says its reply was just read.
@@ -73,14 +67,7 @@ func (l *Loop) hangUpAttempt(a *loopAttempt, replied bool) {
 
 // alloc returns a free slot, marked in use.
 func (l *Loop) alloc() int32 {
-	var s int32
-	if n := len(l.free); n > 0 {
-		s = l.free[n-1]
-		l.free = l.free[:n-1]
-	} else {
-		l.slots = append(l.slots, loopQuery{})
-		s = int32(len(l.slots) - 1)
-	}
+	s := reuse(&l.free, &l.slots)
 	q := &l.slots[s]
 	q.inUse, q.decided, q.hedged, q.natt = true, false, false, 0
 	q.clientDone, q.staleFired = false, false
@@ -119,10 +106,11 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 			return // a hit: no handler_limit slot, no upstream
 		}
 	}
-	if !l.f.Begin() {
+	snap := l.f.Begin()
+	if snap == nil {
 		return // shed: dropped, counted by Begin
 	}
-	p := l.f.classify(pkt)
+	p := l.f.classify(snap, pkt)
 	if p.route == nil {
 		l.f.End()
 		if p.reply != nil {
@@ -141,13 +129,13 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 			return
 		}
 	}
-	l.start(pkt, from, p, fl)
+	l.start(snap, pkt, from, p, fl)
 }
 
 // start races query pkt for the client at from (nil: a prefetch, no
-// client), on a handler_limit slot the caller took; fl is its flight, if
-// the query is cached.
-func (l *Loop) start(pkt []byte, from *sockaddr, p plan, fl *flight) {
+// client) under snap, on a handler_limit slot the caller took; fl is its
+// flight, if the query is cached.
+func (l *Loop) start(snap *state.Snapshot, pkt []byte, from *sockaddr, p plan, fl *flight) {
 	s := l.alloc()
 	q := &l.slots[s]
 	q.q = append(q.q[:0], pkt...)
@@ -158,10 +146,10 @@ func (l *Loop) start(pkt []byte, from *sockaddr, p plan, fl *flight) {
 		q.clientDone = true
 	}
 	q.fl = fl
-	q.udpMax = p.snap.Config.Limits.UDPPayloadMax
+	q.udpMax = snap.Config.Limits.UDPPayloadMax
 	q.rules.reset(p.route.Upstreams)
 	now := l.now()
-	q.start, q.timeout, q.hedge = now, int64(p.snap.Config.UpstreamTimeout), int64(l.f.hedgeFor(p.route))
+	q.start, q.timeout, q.hedge = now, int64(snap.Config.UpstreamTimeout), int64(l.f.hedgeFor(p.route))
 	if q.timeout <= q.hedge {
 		l.expireQ.push(timerEntry{when: now + q.timeout, slot: s, gen: q.gen})
 	} // else set by the first stall timer, for the few queries still in flight then
@@ -188,12 +176,11 @@ func (l *Loop) launch(s int32, n int, now int64) {
 			k := q.natt
 			q.natt++
 			a := &q.att[k]
-			u := q.rules.ups[i]
-			*a = loopAttempt{u: u, sock: -1, id: uint16(l.f.Rand(1 << 16))}
+			*a = loopAttempt{sock: -1, id: l.f.newID()}
+			a.score.Start(q.rules.ups[i])
 			if err := l.sendUpstream(s, k, q, a); err != nil {
-				a.state = attemptDone
+				a.score.Failed()
 				l.hangUpAttempt(a, false)
-				u.Failures.Add(1)
 				failed++
 				continue
 			}
@@ -211,7 +198,7 @@ func (l *Loop) launch(s int32, n int, now int64) {
 // sendUpstream sends the query to attempt k's upstream with the attempt's
 // ID, from a socket connected for this upstream query alone.
 func (l *Loop) sendUpstream(s int32, k int, q *loopQuery, a *loopAttempt) error {
-	i, err := l.dial(a.u.Addr, s, k)
+	i, err := l.dial(a.score.Upstream().Addr, s, k)
 	if err != nil {
 		return err
 	}
@@ -268,25 +255,16 @@ func (q *loopQuery) outstanding() int {
 // ignored: the attempt keeps waiting.
 func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	q := &l.slots[s]
-	if len(msg) == 0 || len(msg) > q.udpMax {
+	if !datagramFits(len(msg), q.udpMax) {
 		return
 	}
 	a := &q.att[k]
 	if validateReply(msg, a.id, q.q[headerLen:q.qEnd]) != nil {
 		return
 	}
-	if a.state == attemptStalled {
-		a.u.LateReplies.Add(1) // it answered after all: take the stall back
-	}
-	a.state = attemptDone
 	now := l.now()
 	good := isGoodRcode(rcode(msg))
-	if good {
-		a.u.Successes.Add(1)
-		a.u.Latency.Observe(time.Duration(now - a.sent))
-	} else {
-		a.u.Failures.Add(1)
-	}
+	a.score.Replied(good, time.Duration(now-a.sent))
 	if q.decided {
 		l.hangUpAttempt(a, true)
 		l.freeIfQuiet(s)
@@ -315,9 +293,8 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 func (l *Loop) attemptFailed(s int32, k int) {
 	q := &l.slots[s]
 	a := &q.att[k]
-	a.state = attemptDone
+	a.score.Failed()
 	l.hangUpAttempt(a, false)
-	a.u.Failures.Add(1)
 	if q.decided {
 		l.freeIfQuiet(s)
 		return
@@ -374,108 +351,4 @@ func (l *Loop) freeIfQuiet(s int32) {
 	if l.slots[s].outstanding() == 0 {
 		l.freeQuery(s)
 	}
-}
-
-// dropIdleTimers removes, from the front of each timer queue, the timers
-// that would do nothing if they fired: those of queries that have ended,
-// and the stall timers of attempts that have settled once their query has
-// hedged. Most queries end within a millisecond, long before their timers
-// are due (a stall timer at the hedge delay, a grace timer a second after
-// the answer); without this each such timer would still wake the loop, for
-// nothing, two or three times per query.
-func (l *Loop) dropIdleTimers() {
-	for e, ok := l.stallQ.first(); ok && !l.stallHasWork(e); e, ok = l.stallQ.first() {
-		l.stallQ.pop(e.when)
-	}
-	for _, t := range [...]*timerQueue{&l.expireQ, &l.graceQ} {
-		for e, ok := t.first(); ok && !l.queryLive(e); e, ok = t.first() {
-			t.pop(e.when)
-		}
-	}
-	for e, ok := l.staleQ.first(); ok && !l.staleHasWork(e); e, ok = l.staleQ.first() {
-		l.staleQ.pop(e.when)
-	}
-}
-
-// staleHasWork says whether the refresh wait e ends for a race still on.
-func (l *Loop) staleHasWork(e timerEntry) bool {
-	if !l.queryLive(e) {
-		return false
-	}
-	q := &l.slots[e.slot]
-	return !q.decided && !q.staleFired && q.fl != nil
-}
-
-// queryLive says whether the query timer e was set for is still in flight.
-func (l *Loop) queryLive(e timerEntry) bool {
-	q := &l.slots[e.slot]
-	return q.inUse && q.gen == e.gen
-}
-
-// stallHasWork says whether stall timer e would do anything when it fires
-// (see fireTimers): count a stall, or be its query's first stall timer.
-func (l *Loop) stallHasWork(e timerEntry) bool {
-	if !l.queryLive(e) {
-		return false
-	}
-	q := &l.slots[e.slot]
-	return !q.hedged || q.att[e.attempt].state == attemptPending
-}
-
-// fireTimers runs every timer due at now.
-func (l *Loop) fireTimers(now int64) {
-	for e, ok := l.stallQ.pop(now); ok; e, ok = l.stallQ.pop(now) {
-		if !l.stallHasWork(e) {
-			continue
-		}
-		q := &l.slots[e.slot]
-		if a := &q.att[e.attempt]; a.state == attemptPending {
-			a.state = attemptStalled
-			a.u.Stalls.Add(1)
-		}
-		// The first stall timer of a query comes at its start + hedge delay.
-		// Most queries are over by then: only now does a query get its
-		// expiry timer, which keeps the expiry queue at the queries still
-		// in flight after the hedge delay rather than all of upstream_timeout's.
-		// And if nothing has won yet, start one more upstream.
-		if !q.hedged {
-			q.hedged = true
-			if q.timeout > q.hedge {
-				l.expireQ.push(timerEntry{when: q.start + q.timeout, slot: e.slot, gen: q.gen})
-			}
-			if !q.decided {
-				l.launch(e.slot, 1, now)
-			}
-		}
-	}
-	for e, ok := l.staleQ.pop(now); ok; e, ok = l.staleQ.pop(now) {
-		if l.staleHasWork(e) {
-			l.staleTimer(e.slot)
-		}
-	}
-	for e, ok := l.expireQ.pop(now); ok; e, ok = l.expireQ.pop(now) {
-		if !l.queryLive(e) {
-			continue
-		}
-		q := &l.slots[e.slot]
-		// upstream_timeout: whatever is still out has failed, unless it
-		// already counted a stall, which stands.
-		for k := range q.natt {
-			if q.att[k].state == attemptPending {
-				q.att[k].u.Failures.Add(1)
-			}
-		}
-		if !q.decided {
-			l.finish(e.slot)
-		}
-		if q.inUse && q.gen == e.gen {
-			l.freeQuery(e.slot)
-		}
-	}
-	for e, ok := l.graceQ.pop(now); ok; e, ok = l.graceQ.pop(now) {
-		if l.queryLive(e) {
-			l.freeQuery(e.slot) // losers we stopped waiting for: their stalls stand
-		}
-	}
-	l.trim(now)
 }

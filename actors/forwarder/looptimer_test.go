@@ -19,13 +19,14 @@ func TestLoopDropsTimersWithNothingToDo(t *testing.T) {
 	}{
 		{name: "query ended: none of its timers", end: true, want: 0},
 		{name: "not yet hedged: the first stall timer hedges, even for a settled attempt",
-			setup: func(q *loopQuery) { q.att[0].state = attemptDone }, want: winnerStall},
+			setup: func(q *loopQuery) { q.att[0].score.Abandon() }, want: winnerStall},
 		{name: "answered and hedged: a loser still out keeps its stall timer",
-			setup: func(q *loopQuery) { q.hedged, q.decided, q.att[0].state = true, true, attemptDone }, want: loserStall},
+			setup: func(q *loopQuery) { q.hedged, q.decided = true, true; q.att[0].score.Abandon() }, want: loserStall},
 		{name: "hedged, both settled: only the query's own timers",
 			setup: func(q *loopQuery) {
 				q.hedged, q.decided = true, true
-				q.att[0].state, q.att[1].state = attemptDone, attemptDone
+				q.att[0].score.Abandon()
+				q.att[1].score.Abandon()
 			}, want: grace},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -33,8 +34,8 @@ func TestLoopDropsTimersWithNothingToDo(t *testing.T) {
 			s := l.alloc()
 			q := &l.slots[s]
 			q.natt = 2
-			q.att[0] = loopAttempt{sock: -1, state: attemptPending}
-			q.att[1] = loopAttempt{sock: -1, state: attemptPending}
+			q.att[0] = loopAttempt{sock: -1} // pending: sent, no reply
+			q.att[1] = loopAttempt{sock: -1}
 			l.stallQ.push(timerEntry{when: winnerStall, slot: s, gen: q.gen, attempt: 0})
 			l.stallQ.push(timerEntry{when: loserStall, slot: s, gen: q.gen, attempt: 1})
 			l.graceQ.push(timerEntry{when: grace, slot: s, gen: q.gen})

@@ -9,14 +9,16 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
 // setup returns a forwarder whose default route is ups, with the given
 // upstream timeout, plus the config actor that owns health.
-func setup(t *testing.T, timeout time.Duration, ups ...*dnstest.Upstream) (*forwarder.Forwarder, *config.Actor, *config.Store) {
+func setup(t *testing.T, timeout time.Duration, ups ...*dnstest.Upstream) (*forwarder.Forwarder, *state.Actor, *state.Store) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.UpstreamTimeout = timeout
@@ -24,11 +26,11 @@ func setup(t *testing.T, timeout time.Duration, ups ...*dnstest.Upstream) (*forw
 	for _, u := range ups {
 		cfg.UpstreamResolvers = append(cfg.UpstreamResolvers, u.Addr)
 	}
-	reg := config.NewRegistry()
-	store := config.NewStore(cfg, reg)
+	reg := state.NewRegistry()
+	store := state.NewStore(cfg, reg)
 	f := forwarder.New(store, zerolog.Nop())
 	f.LoserGrace = 200 * time.Millisecond
-	return f, config.NewActor(store, reg, nil, time.Hour, time.Now, zerolog.Nop()), store
+	return f, state.NewActor(store, reg, nil, time.Hour, clock.Real{}, zerolog.Nop()), store
 }
 
 func query(t *testing.T, name string, qtype uint16) (*dns.Msg, []byte) {
@@ -339,7 +341,7 @@ func testMesosGoesToMastersAtMesosDNSPort(t *testing.T, handle handleFunc) {
 	f, actor, store := setup(t, time.Second)
 	cfg := *store.Load().Config
 	cfg.MesosDNSPort = int(m.Addr.Port())
-	store.Publish(config.Build(&cfg, nil, config.NewRegistry()))
+	store.Publish(state.Build(&cfg, nil, state.NewRegistry()))
 	actor.SetMasters("test", []netip.Addr{m.Addr.Addr()})
 	_, qb := query(t, "leader.mesos.", dns.TypeA)
 	if r := unpack(t, handle(t, f, qb)); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {

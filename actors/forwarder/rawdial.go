@@ -14,11 +14,15 @@ import (
 // connect makes the kernel filter replies by source address and report
 // ICMP errors (a dead upstream fails fast).
 //
-// Each socket carries exactly one upstream query (RFC 5452: a fresh random
-// source port per query). Measured and rejected: a pool of sockets created
-// ahead of time by a background actor. On two cores it adds no capacity
-// (the work is the same) and its refills compete with queries: p99 got
-// worse (measured with BenchmarkUDPForward; see the issue 7 notes).
+// Each of these sockets carries exactly one upstream query and is closed
+// after it: a fresh random source port per query (RFC 5452). The UDP event
+// loop gets the same fresh port per query more cheaply, by recycling its
+// sockets through a disconnect (upsock.go); that recycling is done inline,
+// by the query that needs a socket. Measured and rejected: a pool of
+// sockets created ahead of time by a background actor. On two cores it
+// adds no capacity (the work is the same) and its refills compete with
+// queries: p99 got worse (measured with BenchmarkUDPForward; see the
+// issue 7 notes).
 type rawDialer struct {
 	tcp netDialer
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/spartan-dns/spartan/actors/config"
+
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 func TestRoute(t *testing.T) {
@@ -15,8 +17,8 @@ func TestRoute(t *testing.T) {
 		"a.example.com.":  {netip.MustParseAddrPort("127.0.0.3:53")},
 		"marathon.mesos.": {netip.MustParseAddrPort("127.0.0.4:53")},
 	}
-	reg := config.NewRegistry()
-	snap := config.Build(cfg, []netip.Addr{netip.MustParseAddr("10.0.0.1")}, reg)
+	reg := state.NewRegistry()
+	snap := state.Build(cfg, []netip.Addr{netip.MustParseAddr("10.0.0.1")}, reg)
 
 	tests := []struct {
 		name      string
@@ -45,7 +47,7 @@ func TestRoute(t *testing.T) {
 		if tc.localZone != "" {
 			continue
 		}
-		kind, r := Route(snap, tc.name)
+		kind, r := RouteFor(snap, tc.name)
 		if kind != tc.kind || r.Name != tc.route {
 			t.Errorf("%s: route %v/%s, want %v/%s", tc.name, kind, r.Name, tc.kind, tc.route)
 		}
@@ -73,7 +75,7 @@ func TestZKRecords(t *testing.T) {
 		{m("1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5", "1.1.1.6"), m("1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5")},
 	}
 	for _, tc := range tests {
-		snap := config.Build(config.Default(), tc.masters, config.NewRegistry())
+		snap := state.Build(config.Default(), tc.masters, state.NewRegistry())
 		if len(snap.ZK) != len(tc.want) {
 			t.Fatalf("%v: zk %v", tc.masters, snap.ZK)
 		}

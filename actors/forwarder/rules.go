@@ -1,6 +1,6 @@
 package forwarder
 
-import "github.com/spartan-dns/spartan/actors/config"
+import "github.com/spartan-dns/spartan/actors/state"
 
 // maxAttempts bounds the upstreams one query may use: the first two, the
 // next two when both fail fast, or one hedge.
@@ -22,7 +22,7 @@ const maxAttempts = 4
 //     exactly the stall Spartan exists to prevent;
 //   - nothing usable by upstream_timeout: SERVFAIL.
 type raceRules struct {
-	ups      []*config.Upstream
+	ups      []*state.Upstream
 	limit    int    // attempts allowed: min(len(ups), maxAttempts)
 	tried    uint64 // bit i: ups[i] was started
 	launched int
@@ -30,7 +30,7 @@ type raceRules struct {
 	fallback []byte // first non-winning upstream reply, owned by the rules
 }
 
-func (r *raceRules) reset(ups []*config.Upstream) {
+func (r *raceRules) reset(ups []*state.Upstream) {
 	*r = raceRules{ups: ups, limit: min(len(ups), maxAttempts, maxTracked)}
 }
 

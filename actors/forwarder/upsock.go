@@ -59,23 +59,14 @@ func (l *Loop) dial(ap netip.AddrPort, s int32, k int) (int32, error) {
 		fam = 1
 	}
 	p := &l.up
-	var i int32
-	if n := len(p.idle[fam]); n > 0 {
-		i = p.idle[fam][n-1]
-		p.idle[fam] = p.idle[fam][:n-1]
-	} else {
+	i, ok := pop(&p.idle[fam])
+	if !ok {
 		fd, err := openUDP(fam)
 		if err != nil {
 			return -1, err
 		}
 		p.opened++
-		if n := len(p.vacant); n > 0 {
-			i = p.vacant[n-1]
-			p.vacant = p.vacant[:n-1]
-		} else {
-			p.socks = append(p.socks, upSock{})
-			i = int32(len(p.socks) - 1)
-		}
+		i = reuse(&p.vacant, &p.socks)
 		p.socks[i] = upSock{fd: fd, fam: fam, slot: -1}
 		if err := l.add(fd, tagUpstream, i); err != nil {
 			l.discard(i)
@@ -139,9 +130,7 @@ func (l *Loop) trim(now int64) {
 	keep := max(p.peak-p.inUse, 0)
 	for fam := range p.idle {
 		for len(p.idle[fam]) > keep {
-			n := len(p.idle[fam]) - 1
-			i := p.idle[fam][n]
-			p.idle[fam] = p.idle[fam][:n]
+			i, _ := pop(&p.idle[fam])
 			l.discard(i)
 		}
 	}
@@ -169,4 +158,28 @@ func (l *Loop) closeSockets() {
 		}
 	}
 	l.up.idle = [2][]int32{}
+}
+
+// pop takes the last index off a free list; false when it is empty.
+func pop(list *[]int32) (int32, bool) {
+	n := len(*list)
+	if n == 0 {
+		return -1, false
+	}
+	i := (*list)[n-1]
+	*list = (*list)[:n-1]
+	return i, true
+}
+
+// reuse returns an index into *all to use: the last one of the free list,
+// or a new zero element's. The loop keeps its query slots and its socket
+// entries so: epoll events and timers hold indexes, which stay valid, and
+// nothing is allocated once the loop is warm.
+func reuse[T any](free *[]int32, all *[]T) int32 {
+	if i, ok := pop(free); ok {
+		return i
+	}
+	var zero T
+	*all = append(*all, zero)
+	return int32(len(*all) - 1)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/dnstest"
 	"golang.org/x/sys/unix"
 )
@@ -23,7 +24,7 @@ func TestLoopRecyclesUpstreamSockets(t *testing.T) {
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{a.Addr}
 	cfg.Cache.Enabled = false // every query must reach the upstream: it counts sockets per upstream query
-	f := New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+	f := New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop())
 
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -128,7 +129,7 @@ func TestLoopTrimsIdleSockets(t *testing.T) {
 // drivenLoop returns a loop that never runs: the test drives it by hand.
 func drivenLoop(t *testing.T) *Loop {
 	t.Helper()
-	f := New(config.NewStore(config.Default(), config.NewRegistry()), zerolog.Nop())
+	f := New(state.NewStore(config.Default(), state.NewRegistry()), zerolog.Nop())
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,8 @@ const (
 const (
 	flagQR     = 0x80 // in byte 2
 	opcodeMask = 0x78 // in byte 2
+	flagRD     = 0x01 // in byte 2
+	flagRA     = 0x80 // in byte 3
 	rcodeMask  = 0x0f // in byte 3
 )
 
@@ -28,7 +30,6 @@ const (
 	rcodeServFail = 2
 	rcodeNXDomain = 3
 	rcodeNotImp   = 4
-	rcodeRefused  = 5
 )
 
 var (
@@ -41,15 +42,14 @@ var (
 	errQuestionCnt = errors.New("question count is not 1")
 )
 
-func msgID(m []byte) uint16                  { return binary.BigEndian.Uint16(m) }
-func setID(m []byte, id uint16)              { binary.BigEndian.PutUint16(m, id) }
-func isResponse(m []byte) bool               { return m[2]&flagQR != 0 }
-func opcode(m []byte) int                    { return int(m[2]&opcodeMask) >> 3 }
-func rcode(m []byte) int                     { return int(m[3] & rcodeMask) }
-func qdcount(m []byte) int                   { return int(binary.BigEndian.Uint16(m[4:])) }
-func count(m []byte, i int) int              { return int(binary.BigEndian.Uint16(m[4+2*i:])) }
-func isGoodRcode(rc int) bool                { return rc == rcodeNoError || rc == rcodeNXDomain }
-func questionBytes(m []byte, end int) []byte { return m[headerLen:end] }
+func msgID(m []byte) uint16     { return binary.BigEndian.Uint16(m) }
+func setID(m []byte, id uint16) { binary.BigEndian.PutUint16(m, id) }
+func isResponse(m []byte) bool  { return m[2]&flagQR != 0 }
+func opcode(m []byte) int       { return int(m[2]&opcodeMask) >> 3 }
+func rcode(m []byte) int        { return int(m[3] & rcodeMask) }
+func qdcount(m []byte) int      { return int(binary.BigEndian.Uint16(m[4:])) }
+func count(m []byte, i int) int { return int(binary.BigEndian.Uint16(m[4+2*i:])) }
+func isGoodRcode(rc int) bool   { return rc == rcodeNoError || rc == rcodeNXDomain }
 
 // question parses the single question of a query. It returns the offset
 // just past it, the query type, and the name in lower case with a trailing
@@ -190,8 +190,8 @@ func equalFold(a, b []byte) bool {
 }
 
 // errorReply builds a header-and-question reply with the given rcode for
-// query q: same ID, opcode and RD, QR and RA set, the question echoed when
-// it parsed (qEnd > 0).
+// query q: same ID, opcode and RD, QR and RA set (AA, TC, AD and CD clear),
+// the question echoed when it parsed (qEnd > 0).
 func errorReply(q []byte, qEnd int, rc int) []byte {
 	n := headerLen
 	if qEnd > 0 {
@@ -199,11 +199,22 @@ func errorReply(q []byte, qEnd int, rc int) []byte {
 	}
 	r := make([]byte, n)
 	copy(r, q[:n])
-	r[2] = flagQR | (q[2] & (opcodeMask | 0x01)) // keep opcode and RD
-	r[3] = 0x80 | byte(rc)                       // RA
+	r[2] = flagQR | (q[2] & (opcodeMask | flagRD))
+	r[3] = flagRA | byte(rc)
 	clear(r[4:headerLen])
 	if qEnd > 0 {
 		r[5] = 1
 	}
+	return r
+}
+
+// notImplemented is the NOTIMP reply to a message whose opcode is not
+// QUERY: the header alone, QR set, ID and opcode echoed, and no other flag.
+// RD, RA, AA, AD and CD are defined for QUERY only, and BIND's NOTIMP
+// carries none of them (SPEC, "Bad input").
+func notImplemented(q []byte) []byte {
+	r := errorReply(q, 0, rcodeNotImp)
+	r[2] &^= flagRD
+	r[3] &^= flagRA
 	return r
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/supervisor"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
@@ -82,8 +83,8 @@ func zoneHandler(q *dns.Msg, tcp bool) dnstest.Reply {
 }
 
 type env struct {
-	store *config.Store
-	reg   *config.Registry
+	store *state.Store
+	reg   *state.Registry
 	fwd   *forwarder.Forwarder
 	up    *dnstest.Upstream
 	srv   *Server
@@ -97,8 +98,8 @@ func newEnv(t *testing.T) *env {
 	cfg.UpstreamResolvers = []netip.AddrPort{up.Addr}
 	cfg.BindIPs = []netip.Addr{netip.MustParseAddr("127.0.0.53")}
 	cfg.UpstreamTimeout = 2 * time.Second
-	reg := config.NewRegistry()
-	store := config.NewStore(cfg, reg)
+	reg := state.NewRegistry()
+	store := state.NewStore(cfg, reg)
 	fwd := forwarder.New(store, zerolog.Nop())
 	e := &env{store: store, reg: reg, fwd: fwd, up: up}
 	e.m = NewMetrics(Sources{Store: store, Forwarder: fwd, TCPRefused: func() uint64 { return 7 }})
@@ -233,7 +234,7 @@ func TestServices(t *testing.T) {
 func TestRecords(t *testing.T) {
 	e := newEnv(t)
 	snap := e.store.Load()
-	e.store.Publish(config.Build(snap.Config, []netip.Addr{netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")}, e.reg))
+	e.store.Publish(state.Build(snap.Config, []netip.Addr{netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")}, e.reg))
 	code, body := get(t, e.srv.Handler(), "GET", "/v1/records")
 	if code != 200 {
 		t.Fatalf("status %d: %s", code, body)
@@ -337,11 +338,11 @@ func TestCollector(t *testing.T) {
 	u := e.reg.Get(e.up.Addr)
 	u.Failures.Add(5)
 	u.Stalls.Add(6)
-	if !e.fwd.Begin() {
+	if e.fwd.Begin() == nil {
 		t.Fatal("Begin")
 	}
 	defer e.fwd.End()
-	e.store.Publish(config.Build(e.store.Load().Config, []netip.Addr{netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")}, e.reg))
+	e.store.Publish(state.Build(e.store.Load().Config, []netip.Addr{netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")}, e.reg))
 
 	fams, err := e.m.Registry.Gather()
 	if err != nil {
@@ -401,7 +402,7 @@ func TestCollector(t *testing.T) {
 	if h == nil || h.Histogram == nil {
 		t.Fatal("no latency histogram")
 	}
-	if h.Histogram.GetSampleCount() != 2 || h.Histogram.GetSampleSum() <= 0 || len(h.Histogram.Bucket) != len(config.LatencyBuckets) {
+	if h.Histogram.GetSampleCount() != 2 || h.Histogram.GetSampleSum() <= 0 || len(h.Histogram.Bucket) != len(state.LatencyBuckets) {
 		t.Errorf("latency histogram = %v", h.Histogram)
 	}
 	if b := h.Histogram.Bucket[len(h.Histogram.Bucket)-1]; b.GetUpperBound() != 5 || b.GetCumulativeCount() != 2 {

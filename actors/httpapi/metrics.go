@@ -18,14 +18,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
 // Sources are the counters the metrics read at scrape time.
 type Sources struct {
-	Store     *config.Store
+	Store     *state.Store
 	Forwarder *forwarder.Forwarder
 	// TCPRefused returns the TCP connections refused over tcp_connections,
 	// summed over the TCP listeners; nil reports 0.

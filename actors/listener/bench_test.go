@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
@@ -56,7 +57,7 @@ func benchUDP(b *testing.B, clients int, cache bool) {
 	}
 	cfg.HandlerLimit = 100000
 	cfg.Cache.Enabled = cache
-	store := config.NewStore(cfg, config.NewRegistry())
+	store := state.NewStore(cfg, state.NewRegistry())
 	fwd := forwarder.New(store, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 

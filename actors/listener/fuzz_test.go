@@ -19,6 +19,7 @@ import (
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/listener"
+	"github.com/spartan-dns/spartan/actors/state"
 )
 
 // Fuzz targets for the listeners: whatever a client sends, the listener
@@ -40,13 +41,13 @@ func fzLimits() config.LimitsConfig {
 func fzForwarder() *forwarder.Forwarder {
 	cfg := config.Default() // no upstream_resolvers, no forward_zones, no masters
 	cfg.Limits = fzLimits()
-	return forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+	return forwarder.New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop())
 }
 
 // fzAddr returns a free port on a random 127/8 address. Fuzzing runs one
 // listener per worker process, all with SO_REUSEPORT: a random address keeps
 // them (and other tests) from sharing a port.
-func fzAddr(f *testing.F, network string) netip.AddrPort {
+func fzAddr(f testing.TB, network string) netip.AddrPort {
 	f.Helper()
 	ip := netip.AddrFrom4([4]byte{127, byte(1 + rand.IntN(250)), byte(rand.IntN(256)), byte(1 + rand.IntN(250))})
 	var ap netip.AddrPort
@@ -72,7 +73,7 @@ func fzAddr(f *testing.F, network string) netip.AddrPort {
 // fzServe runs s until the fuzz target ends, once ready answers. The
 // function it returns fails the test if Serve has returned since: a
 // listener that some input stops is the bug under test.
-func fzServe(f *testing.F, s interface {
+func fzServe(f testing.TB, s interface {
 	Serve(context.Context) error
 	Close()
 }, ready func() error) (alive func(t *testing.T)) {

@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/harness"
 )
 
@@ -15,7 +16,7 @@ import (
 func forwarderTo(ups ...netip.AddrPort) (*forwarder.Forwarder, *config.Config) {
 	cfg := config.Default()
 	cfg.UpstreamResolvers = ups
-	return forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop()), cfg
+	return forwarder.New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop()), cfg
 }
 
 // freeAddrPort returns a loopback address and port no one listens on.

@@ -1,7 +1,7 @@
 // Package listener holds the listener actors: one UDP and one TCP actor per
 // bind IP. They own their sockets and hand them over across restarts. UDP
 // queries are served by forwarder.Loop event loops, one per socket; TCP
-// queries by forwarder.Handle, in a goroutine per query.
+// queries by forwarder.Answer, in a goroutine per query.
 package listener
 
 import (
@@ -14,13 +14,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listenConfig sets SO_REUSEPORT (a restarted listener binds its new socket
-// before the old one is closed, so no query finds the port closed) and
-// IP_FREEBIND (a bind IP may be added to the link after we start, e.g. when
-// the interface actor is restarting).
-// udpRecvBuffer is the receive buffer asked for on UDP listener sockets.
+// udpRecvBuffer is the receive buffer asked for on UDP listener sockets: a
+// deep queue absorbs bursts while the process is briefly off-CPU, instead
+// of dropping queries. SO_RCVBUFFORCE lifts the rmem_max cap (we have
+// CAP_NET_ADMIN); else SO_RCVBUF, best effort.
 const udpRecvBuffer = 4 << 20
 
+// listenConfig is how TCP listener sockets are opened. It sets SO_REUSEPORT
+// (a restarted listener binds its new socket before the old one is closed,
+// so no client finds the port closed) and IP_FREEBIND (a bind IP may be
+// added to the link after we start, e.g. when the interface actor is
+// restarting). UDP listener sockets get the same options from
+// listenUDPRaw.
 var listenConfig = net.ListenConfig{
 	Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
@@ -29,14 +34,6 @@ var listenConfig = net.ListenConfig{
 				return
 			}
 			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
-			if network == "udp" || network == "udp4" || network == "udp6" {
-				// A deep receive queue absorbs bursts while the process is
-				// briefly off-CPU, instead of dropping queries. FORCE lifts
-				// the rmem_max cap (we have CAP_NET_ADMIN); else best effort.
-				if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRecvBuffer) != nil {
-					_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpRecvBuffer)
-				}
-			}
 		})
 		if err != nil {
 			return err
@@ -46,7 +43,8 @@ var listenConfig = net.ListenConfig{
 }
 
 // listenUDPRaw opens a non-blocking UDP socket bound to addr with the same
-// options as listenConfig, as a raw fd that only a forwarder.Loop polls.
+// options as listenConfig plus the receive buffer, as a raw fd that only a
+// forwarder.Loop polls.
 func listenUDPRaw(addr netip.AddrPort) (int, error) {
 	ip := addr.Addr().Unmap()
 	domain, freebind := unix.AF_INET, [2]int{unix.IPPROTO_IP, unix.IP_FREEBIND}

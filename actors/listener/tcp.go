@@ -2,10 +2,8 @@ package listener
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -190,33 +188,25 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 		_ = c.Close()
 	}()
 
-	var lenBuf [2]byte
 	for {
 		// Wait for the first byte of the next frame up to the idle timeout;
-		// while queries are in flight the connection is not idle.
+		// while queries are in flight the connection is not idle. The rest
+		// of the frame must follow promptly: a client that starts a frame
+		// and stalls (slowloris) is cut off.
 		setDeadline(l.limits.TCPIdleTimeout)
-		if _, err := io.ReadFull(c, lenBuf[:1]); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && pending.Load() > 0 && !ending() {
+		begun := false
+		q, err := forwarder.ReadFrame(c, l.limits.TCPMessageMax, func() {
+			begun = true
+			setDeadline(l.limits.TCPReadTimeout)
+		})
+		if err != nil {
+			if !begun && errors.Is(err, os.ErrDeadlineExceeded) && pending.Load() > 0 && !ending() {
 				continue
 			}
-			return
+			return // closed, idle, slow, or a frame no DNS query can be: the stream is unusable
 		}
-		// The rest of the frame must follow promptly: a client that starts
-		// a frame and stalls (slowloris) is cut off.
-		setDeadline(l.limits.TCPReadTimeout)
-		if _, err := io.ReadFull(c, lenBuf[1:]); err != nil {
-			return
-		}
-		n := int(binary.BigEndian.Uint16(lenBuf[:]))
-		if n == 0 || n > l.limits.TCPMessageMax {
-			return // a frame no DNS query can be: the stream is unusable
-		}
-		q := make([]byte, n)
-		if _, err := io.ReadFull(c, q); err != nil {
-			return
-		}
-		if len(q) < 12 || q[2]&0x80 != 0 {
-			continue // too short or a response: dropped, never answered
+		if l.fwd.Drops(q) {
+			continue // too short or a response: dropped (counted), never answered
 		}
 		// Pipelining limit: stop reading (back-pressure) until a slot frees.
 		select {
@@ -224,7 +214,8 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 		case <-ctx.Done():
 			return
 		}
-		if !l.fwd.Begin() {
+		snap := l.fwd.Begin()
+		if snap == nil {
 			return // handler_limit: shed by closing the connection (counted by Begin)
 		}
 		inflight.Add(1)
@@ -234,13 +225,11 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 			defer func() { <-slots }()
 			defer pending.Add(-1)
 			defer l.fwd.End()
-			r := l.fwd.Handle(q, true)
+			r := l.fwd.Answer(snap, q, true)
 			if r == nil {
 				return
 			}
-			frame := make([]byte, 2+len(r))
-			binary.BigEndian.PutUint16(frame, uint16(len(r)))
-			copy(frame[2:], r)
+			frame := forwarder.AppendFrame(make([]byte, 0, 2+len(r)), r)
 			wmu.Lock()
 			defer wmu.Unlock()
 			_ = c.SetWriteDeadline(time.Now().Add(l.limits.TCPReadTimeout))

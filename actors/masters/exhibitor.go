@@ -11,10 +11,12 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/spartan-dns/spartan/actors/config"
 )
 
 // exhibitorURL builds the status URL from exhibitor_address: a host (port
-// 8181) or host:port.
+// config.ExhibitorPort) or host:port.
 func exhibitorURL(address string) string {
 	address = strings.TrimSpace(address)
 	if address == "" {
@@ -22,9 +24,9 @@ func exhibitorURL(address string) string {
 	}
 	hostport := address
 	if _, _, err := net.SplitHostPort(address); err != nil {
-		hostport = net.JoinHostPort(strings.Trim(address, "[]"), exhibitorPort)
+		hostport = net.JoinHostPort(strings.Trim(address, "[]"), config.ExhibitorPort)
 	}
-	return "http://" + hostport + exhibitorStatusPath
+	return "http://" + hostport + config.ExhibitorStatusPath
 }
 
 // newExhibitorReader returns the read function for exhibitor and
@@ -34,7 +36,7 @@ func exhibitorURL(address string) string {
 func newExhibitorReader(b *base, url string, missing bool) func(ctx context.Context) ([]netip.Addr, error) {
 	if missing {
 		what := "exhibitor_address"
-		if b.source == "exhibitor_uri" {
+		if b.source == config.MasterSourceExhibitorURI {
 			what = "exhibitor_uri"
 		}
 		return func(context.Context) ([]netip.Addr, error) {

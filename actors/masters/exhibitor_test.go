@@ -14,6 +14,7 @@ import (
 
 	"github.com/spartan-dns/spartan/test/fakeclock"
 
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/msg"
 )
@@ -32,7 +33,7 @@ func startExhibitor(t *testing.T, body string) *fakeExhibitor {
 	t.Helper()
 	f := &fakeExhibitor{status: 200, body: body}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != exhibitorStatusPath {
+		if r.URL.Path != config.ExhibitorStatusPath {
 			http.NotFound(w, r)
 			return
 		}
@@ -79,7 +80,7 @@ func TestExhibitorSchedule(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
 	clock := fakeclock.New()
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
 	cfg.MastersRefreshNormal = 120 * time.Second
 	cfg.MastersRefreshFail = 5 * time.Second
 	cfg.ExhibitorTimeout = time.Second // short, yet long enough for a loaded box
@@ -191,10 +192,10 @@ func TestExhibitorRealClock(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
 	ex.set(500, "down", 0)
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
 	cfg.MastersRefreshNormal = 400 * time.Millisecond
 	cfg.MastersRefreshFail = 20 * time.Millisecond
-	out := start(t, cfg, nil, RealClock{})
+	out := start(t, cfg, nil, clock.Real{})
 
 	count := func(d time.Duration) (masters, failed int) {
 		end := time.After(d)
@@ -234,9 +235,9 @@ func TestChangeLatencyPolled(t *testing.T) {
 	const normal = 100 * time.Millisecond
 	ex := startExhibitor(t, exhibitorBody("10.0.0.1"))
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
 	cfg.MastersRefreshNormal = normal
-	out := start(t, cfg, nil, RealClock{})
+	out := start(t, cfg, nil, clock.Real{})
 	waitMasters(t, out, time.Second, "10.0.0.1")
 
 	var worst time.Duration
@@ -255,9 +256,9 @@ func TestChangeLatencyPolled(t *testing.T) {
 func TestSendDoesNotBlockShutdown(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
-	out := make(chan any) // unbuffered, never read
-	svc := New(cfg, out, nil, testLogger(t), RealClock{})
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
+	out := make(chan msg.ToState) // unbuffered, never read
+	svc := New(cfg, out, nil, testLogger(t), clock.Real{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Serve(ctx) }()
@@ -275,9 +276,9 @@ func TestServeReturnsDuringSlowRead(t *testing.T) {
 	ex := startExhibitor(t, realExhibitor)
 	ex.set(200, realExhibitor, 10*time.Second)
 	cfg := testConfig("exhibitor_uri")
-	cfg.ExhibitorURI = ex.srv.URL + exhibitorStatusPath
+	cfg.ExhibitorURI = ex.srv.URL + config.ExhibitorStatusPath
 	cfg.ExhibitorTimeout = 30 * time.Second
-	svc := New(cfg, make(chan any, 10), nil, testLogger(t), RealClock{})
+	svc := New(cfg, make(chan msg.ToState, 10), nil, testLogger(t), clock.Real{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Serve(ctx) }()
@@ -296,7 +297,7 @@ func TestNewNone(t *testing.T) {
 	for _, src := range []string{"none", ""} {
 		cfg := config.Default()
 		cfg.MasterSource = src
-		if svc := New(cfg, make(chan any), nil, testLogger(t), nil); svc != nil {
+		if svc := New(cfg, make(chan msg.ToState), nil, testLogger(t), nil); svc != nil {
 			t.Errorf("New(%q) = %v, want nil", src, svc)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/thejerf/suture/v4"
 
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/msg"
 )
@@ -42,10 +43,10 @@ func testConfig(source string) *config.Config {
 // start builds the watcher for cfg as the daemon does, runs it, and returns
 // the channel it reports to. At cleanup it cancels the context and fails
 // the test if Serve does not return promptly.
-func start(t testing.TB, cfg *config.Config, lookup Lookup, clock Clock) <-chan any {
+func start(t testing.TB, cfg *config.Config, lookup Lookup, clk clock.Clock) <-chan msg.ToState {
 	t.Helper()
-	out := make(chan any, 100)
-	svc := New(cfg, out, lookup, testLogger(t), clock)
+	out := make(chan msg.ToState, 100)
+	svc := New(cfg, out, lookup, testLogger(t), clk)
 	if svc == nil {
 		t.Fatalf("New(%q) returned nil", cfg.MasterSource)
 	}
@@ -69,7 +70,7 @@ func runService(t testing.TB, svc suture.Service) {
 }
 
 // next returns the next report, failing after timeout.
-func next(t testing.TB, out <-chan any, timeout time.Duration) any {
+func next(t testing.TB, out <-chan msg.ToState, timeout time.Duration) msg.ToState {
 	t.Helper()
 	select {
 	case m := <-out:
@@ -80,7 +81,7 @@ func next(t testing.TB, out <-chan any, timeout time.Duration) any {
 	}
 }
 
-func expectMasters(t testing.TB, out <-chan any, timeout time.Duration, want ...string) msg.Masters {
+func expectMasters(t testing.TB, out <-chan msg.ToState, timeout time.Duration, want ...string) msg.Masters {
 	t.Helper()
 	m := next(t, out, timeout)
 	got, ok := m.(msg.Masters)
@@ -93,7 +94,7 @@ func expectMasters(t testing.TB, out <-chan any, timeout time.Duration, want ...
 	return got
 }
 
-func expectFailed(t testing.TB, out <-chan any, timeout time.Duration, wantErr string) msg.ReadFailed {
+func expectFailed(t testing.TB, out <-chan msg.ToState, timeout time.Duration, wantErr string) msg.ReadFailed {
 	t.Helper()
 	m := next(t, out, timeout)
 	got, ok := m.(msg.ReadFailed)
@@ -109,7 +110,7 @@ func expectFailed(t testing.TB, out <-chan any, timeout time.Duration, wantErr s
 // waitMasters skips reports until one carries want (watch-driven sources
 // may report the same masters twice, e.g. on a watch and a new session).
 // It returns how long it waited.
-func waitMasters(t testing.TB, out <-chan any, timeout time.Duration, want ...string) time.Duration {
+func waitMasters(t testing.TB, out <-chan msg.ToState, timeout time.Duration, want ...string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := time.After(timeout)
@@ -128,7 +129,7 @@ func waitMasters(t testing.TB, out <-chan any, timeout time.Duration, want ...st
 	}
 }
 
-func waitFailed(t testing.TB, out <-chan any, timeout time.Duration, wantErr string) {
+func waitFailed(t testing.TB, out <-chan msg.ToState, timeout time.Duration, wantErr string) {
 	t.Helper()
 	deadline := time.After(timeout)
 	var last any
@@ -146,7 +147,7 @@ func waitFailed(t testing.TB, out <-chan any, timeout time.Duration, wantErr str
 }
 
 // expectQuiet checks that nothing is reported for d.
-func expectQuiet(t testing.TB, out <-chan any, d time.Duration) {
+func expectQuiet(t testing.TB, out <-chan msg.ToState, d time.Duration) {
 	t.Helper()
 	select {
 	case m := <-out:

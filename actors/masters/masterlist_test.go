@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/test/fakeclock"
 )
 
@@ -78,7 +79,7 @@ func TestChangeLatencyMasterList(t *testing.T) {
 	cfg := testConfig("master_list")
 	cfg.MasterListFile = path
 	cfg.MastersRefreshNormal = normal
-	out := start(t, cfg, nil, RealClock{})
+	out := start(t, cfg, nil, clock.Real{})
 	waitMasters(t, out, time.Second, "10.0.0.1")
 	var worst time.Duration
 	for i := 2; i <= 6; i++ {

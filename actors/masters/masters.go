@@ -15,67 +15,45 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/thejerf/suture/v4"
 
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/msg"
 )
 
-// Clock is the watchers' view of time, injected so tests can drive the poll
-// schedule.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-// RealClock is the wall clock.
-type RealClock struct{}
-
-// Now returns time.Now().
-func (RealClock) Now() time.Time { return time.Now() }
-
-// After returns time.After(d).
-func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
-// Defaults used when the config carries a zero or negative duration, so a
-// bad value can never turn a poll loop into a busy loop.
-const (
-	defaultRefreshNormal    = 120 * time.Second
-	defaultRefreshFail      = 5 * time.Second
-	defaultExhibitorTimeout = 30 * time.Second
-	exhibitorPort           = "8181"
-	exhibitorStatusPath     = "/exhibitor/v1/cluster/status"
-	maxBody                 = 4 << 20 // a status or master list is a few hundred bytes
-)
+// maxBody bounds what a read may return: a status or master list is a few
+// hundred bytes.
+const maxBody = 4 << 20
 
 // New returns the watcher actor for cfg.MasterSource, or nil for "none" (and
 // ""). out receives msg.Masters and msg.ReadFailed values; sends give up
 // when the actor's context ends, so a stalled receiver cannot wedge a
-// shutdown. A nil clock means RealClock; a nil lookup makes every hostname
+// shutdown. A nil clk means clock.Real; a nil lookup makes every hostname
 // that is not an IP literal a failed read.
-func New(cfg *config.Config, out chan<- any, lookup Lookup, log zerolog.Logger, clock Clock) suture.Service {
-	if clock == nil {
-		clock = RealClock{}
+func New(cfg *config.Config, out chan<- msg.ToState, lookup Lookup, log zerolog.Logger, clk clock.Clock) suture.Service {
+	if clk == nil {
+		clk = clock.Real{}
 	}
 	b := base{
 		source:  cfg.MasterSource,
 		out:     out,
 		lookup:  lookup,
 		log:     log.With().Str("actor", "masters").Str("source", cfg.MasterSource).Logger(),
-		clock:   clock,
-		normal:  positive(cfg.MastersRefreshNormal, defaultRefreshNormal),
-		fail:    positive(cfg.MastersRefreshFail, defaultRefreshFail),
-		timeout: positive(cfg.ExhibitorTimeout, defaultExhibitorTimeout),
+		clock:   clk,
+		normal:  positive(cfg.MastersRefreshNormal, config.DefaultMastersRefreshNormal),
+		fail:    positive(cfg.MastersRefreshFail, config.DefaultMastersRefreshFail),
+		timeout: positive(cfg.ExhibitorTimeout, config.DefaultExhibitorTimeout),
 	}
 	switch cfg.MasterSource {
-	case "", "none":
+	case "", config.MasterSourceNone:
 		return nil
-	case "exhibitor":
+	case config.MasterSourceExhibitor:
 		return &poller{base: b, read: newExhibitorReader(&b, exhibitorURL(cfg.ExhibitorAddress), cfg.ExhibitorAddress == "")}
-	case "exhibitor_uri":
+	case config.MasterSourceExhibitorURI:
 		return &poller{base: b, read: newExhibitorReader(&b, cfg.ExhibitorURI, cfg.ExhibitorURI == "")}
-	case "master_list":
+	case config.MasterSourceMasterList:
 		path := cfg.MasterListFile
 		return &poller{base: b, read: func(ctx context.Context) ([]netip.Addr, error) { return readMasterList(path) }}
-	case "zookeeper":
+	case config.MasterSourceZookeeper:
 		return newZookeeper(b, cfg.ZookeeperServers, cfg.ZookeeperMesosPath)
 	default:
 		// Load rejects unknown sources; should one get here anyway, every
@@ -87,6 +65,9 @@ func New(cfg *config.Config, out chan<- any, lookup Lookup, log zerolog.Logger, 
 	}
 }
 
+// positive returns d, or def (config's default) when d is zero or negative:
+// Load refuses such durations, but a Config built another way must never
+// turn a poll loop into a busy loop.
 func positive(d, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def
@@ -97,10 +78,10 @@ func positive(d, def time.Duration) time.Duration {
 // base is what every watcher shares: where to report, and the schedule.
 type base struct {
 	source  string
-	out     chan<- any
+	out     chan<- msg.ToState
 	lookup  Lookup
 	log     zerolog.Logger
-	clock   Clock
+	clock   clock.Clock
 	normal  time.Duration // poll interval after a good read
 	fail    time.Duration // poll interval after a failed read
 	timeout time.Duration // exhibitor HTTP timeout
@@ -119,7 +100,7 @@ func (b *base) report(ctx context.Context, ips []netip.Addr, err error, last *[]
 		}
 	}
 	now := b.clock.Now()
-	var m any
+	var m msg.ToState
 	next := b.normal
 	if err != nil {
 		b.log.Warn().Err(err).Msg("masters read failed; keeping the last known masters")

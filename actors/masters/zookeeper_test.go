@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spartan-dns/spartan/msg"
 	"github.com/spartan-dns/spartan/test/harness"
 
 	"github.com/spartan-dns/spartan/test/fakeclock"
@@ -295,7 +296,7 @@ func TestZookeeperSessionExpiry(t *testing.T) {
 	p := startProxy(t, z.Addr())
 	var logs harness.SyncBuffer
 	cfg := zkConfig(t, p.addr(), mesos)
-	out := make(chan any, 100)
+	out := make(chan msg.ToState, 100)
 	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), &logs)).Level(zerolog.DebugLevel)
 	w := New(cfg, out, nil, log, fakeclock.New()).(*zookeeperWatcher)
 	w.sessionTimeout = time.Second // the server grants 400ms..4s (tick 200ms)
@@ -363,7 +364,7 @@ func TestZookeeperServeStops(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := make(chan any, 100)
+			out := make(chan msg.ToState, 100)
 			svc := New(zkConfig(t, tt.addr(t), "/mesos"), out, nil, testLogger(t), fakeclock.New())
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
@@ -436,7 +437,7 @@ func TestZookeeperServers(t *testing.T) {
 }
 
 // waitFor applies change and waits for want, returning how long it took.
-func waitFor(t *testing.T, out <-chan any, change func(), timeout time.Duration, want ...string) time.Duration {
+func waitFor(t *testing.T, out <-chan msg.ToState, change func(), timeout time.Duration, want ...string) time.Duration {
 	t.Helper()
 	settle(out)
 	start := time.Now()
@@ -447,7 +448,7 @@ func waitFor(t *testing.T, out <-chan any, change func(), timeout time.Duration,
 
 // settle discards reports until the watcher has been quiet for 50ms, so
 // the next report is caused by what the test does next.
-func settle(out <-chan any) {
+func settle(out <-chan msg.ToState) {
 	for {
 		select {
 		case <-out:

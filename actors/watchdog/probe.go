@@ -9,12 +9,32 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/spartan-dns/spartan/actors/config"
 )
 
 // ReadyName is the name every Spartan answers locally with A 127.0.0.1.
 const ReadyName = "ready.spartan."
 
 var readyIP = netip.MustParseAddr("127.0.0.1")
+
+// Targets is where a daemon running cfg answers ready.spartan, as the
+// watchdog and `spartanctl check` probe it: the first bind IP, at udp_port
+// and tcp_port. A transport whose server is disabled (or a config without
+// bind IPs) gives a zero AddrPort, which ProbeAddrs skips.
+func Targets(cfg *config.Config) (udp, tcp netip.AddrPort) {
+	if len(cfg.BindIPs) == 0 {
+		return udp, tcp
+	}
+	ip := cfg.BindIPs[0]
+	if cfg.UDPServerEnabled {
+		udp = netip.AddrPortFrom(ip, uint16(cfg.UDPPort))
+	}
+	if cfg.TCPServerEnabled {
+		tcp = netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
+	}
+	return udp, tcp
+}
 
 // Probe resolves ready.spartan at addr over UDP and over TCP, in parallel,
 // each within timeout. It succeeds only if both return an A 127.0.0.1; the

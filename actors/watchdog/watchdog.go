@@ -10,7 +10,6 @@ package watchdog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -20,6 +19,8 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rs/zerolog"
 	"github.com/thejerf/suture/v4"
+
+	"github.com/spartan-dns/spartan/actors/clock"
 )
 
 // StartupRetry is how often the actor probes while waiting for the first
@@ -51,22 +52,11 @@ type NotifierFunc func(state string) error
 // Notify calls f.
 func (f NotifierFunc) Notify(state string) error { return f(state) }
 
-// Clock is the time source of the actor; tests substitute a fake one.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // Option adjusts the actor.
 type Option func(*Watchdog)
 
-// WithClock replaces the real clock.
-func WithClock(c Clock) Option { return func(w *Watchdog) { w.clock = c } }
+// WithClock replaces the real clock (tests pass test/fakeclock).
+func WithClock(c clock.Clock) Option { return func(w *Watchdog) { w.clock = c } }
 
 // WithProbe replaces the network probe (tests; or a daemon with unusual
 // listeners).
@@ -94,9 +84,9 @@ type Watchdog struct {
 	grace    time.Duration
 	timeout  time.Duration
 	notify   Notifier
-	exit     func(code int)
+	fail     func(code int)
 	log      zerolog.Logger
-	clock    Clock
+	clock    clock.Clock
 	probe    func(ctx context.Context) error
 
 	readySent atomic.Bool
@@ -108,18 +98,19 @@ type Watchdog struct {
 	lastErr      string    // last probe error logged
 }
 
-// ErrExited is what Serve returns after it called exit (only observable
-// when exit is not os.Exit); it wraps suture.ErrDoNotRestart.
-var ErrExited = fmt.Errorf("watchdog: probe failed for the whole grace period, exit called: %w", suture.ErrDoNotRestart)
+// ErrGraceExpired is what Serve returns after it called fail; it wraps
+// suture.ErrDoNotRestart, as the process is about to stop.
+var ErrGraceExpired = fmt.Errorf("watchdog: probe failed for the whole grace period, fail called: %w", suture.ErrDoNotRestart)
 
 // New returns the watchdog actor probing addr (UDP and TCP) every interval;
-// exit(1) is called once probes have failed for grace. notify nil means
-// SdNotifier; exit is os.Exit in the daemon.
-func New(addr netip.AddrPort, interval, grace time.Duration, notify Notifier, exit func(code int), log zerolog.Logger, opts ...Option) suture.Service {
-	return newWatchdog(addr, interval, grace, notify, exit, log, opts...)
+// fail(1) is called once probes have failed for grace. notify nil means
+// SdNotifier. In the daemon fail stops the tree cleanly and makes the
+// process exit with the code, so the service manager restarts it.
+func New(addr netip.AddrPort, interval, grace time.Duration, notify Notifier, fail func(code int), log zerolog.Logger, opts ...Option) suture.Service {
+	return newWatchdog(addr, interval, grace, notify, fail, log, opts...)
 }
 
-func newWatchdog(addr netip.AddrPort, interval, grace time.Duration, notify Notifier, exit func(code int), log zerolog.Logger, opts ...Option) *Watchdog {
+func newWatchdog(addr netip.AddrPort, interval, grace time.Duration, notify Notifier, fail func(code int), log zerolog.Logger, opts ...Option) *Watchdog {
 	if notify == nil {
 		notify = SdNotifier{}
 	}
@@ -127,9 +118,9 @@ func newWatchdog(addr netip.AddrPort, interval, grace time.Duration, notify Noti
 		udp: addr, tcp: addr,
 		interval: interval, grace: grace,
 		timeout: min(5*time.Second, max(interval/3, 500*time.Millisecond)),
-		notify:  notify, exit: exit,
+		notify:  notify, fail: fail,
 		log:   log,
-		clock: realClock{},
+		clock: clock.Real{},
 	}
 	for _, o := range opts {
 		o(w)
@@ -209,8 +200,8 @@ func (w *Watchdog) check(ctx context.Context) error {
 	}
 	if failedFor >= w.grace {
 		w.log.Error().Err(err).Dur("failing_for", failedFor).Msg("probe failed for the whole grace period; exiting so the service manager restarts us")
-		w.exit(1)
-		return ErrExited
+		w.fail(1)
+		return ErrGraceExpired
 	}
 	return nil
 }
@@ -220,6 +211,3 @@ func (w *Watchdog) send(state string) {
 		w.log.Warn().Err(err).Msg("notify failed")
 	}
 }
-
-// IsExited reports whether Serve stopped because it called exit.
-func IsExited(err error) bool { return errors.Is(err, ErrExited) }

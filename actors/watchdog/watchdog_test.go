@@ -179,8 +179,8 @@ func TestExitAfterGraceNotBefore(t *testing.T) {
 	if got := h.exitCodes(); !slices.Equal(got, []int{1}) {
 		t.Fatalf("exit codes %v, want [1]", got)
 	}
-	if err := <-h.done; !IsExited(err) {
-		t.Fatalf("Serve returned %v, want ErrExited", err)
+	if err := <-h.done; !errors.Is(err, ErrGraceExpired) {
+		t.Fatalf("Serve returned %v, want ErrGraceExpired", err)
 	}
 	if got, want := h.notes(), []string{"READY=1", "WATCHDOG=1", "WATCHDOG=1"}; !slices.Equal(got, want) {
 		t.Fatalf("notifications %v, want %v (one WATCHDOG=1 per pass)", got, want)

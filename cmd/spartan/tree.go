@@ -7,12 +7,15 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/iface"
 	"github.com/spartan-dns/spartan/actors/listener"
 	"github.com/spartan-dns/spartan/actors/masters"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/actors/watchdog"
+	"github.com/spartan-dns/spartan/msg"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
@@ -34,7 +37,7 @@ const healthTick = 100 * time.Millisecond
 type daemon struct {
 	cfg   *config.Config
 	log   zerolog.Logger
-	store *config.Store
+	store *state.Store
 	fwd   *forwarder.Forwarder
 	tree  *supervisor.Tree
 	udp   []*listener.UDP
@@ -46,19 +49,19 @@ type daemon struct {
 }
 
 func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
-	reg := config.NewRegistry()
-	d := &daemon{cfg: cfg, log: log, store: config.NewStore(cfg, reg), failed: make(chan int, 1)}
+	reg := state.NewRegistry()
+	d := &daemon{cfg: cfg, log: log, store: state.NewStore(cfg, reg), failed: make(chan int, 1)}
 	d.fwd = forwarder.New(d.store, log)
 	d.tree = supervisor.New("spartan", rootOpts, log)
 	root := d.tree.Root()
 
 	// State: the config actor and the watcher that feeds it.
-	inbox := make(chan any, 16)
-	state := root.Supervisor("state", groupOpts)
-	state.Actor("config", config.NewActor(d.store, reg, inbox, healthTick, time.Now, log.With().Str("actor", "config").Logger()))
+	inbox := make(chan msg.ToState, 16)
+	stateSup := root.Supervisor("state", groupOpts)
+	stateSup.Actor("config", state.NewActor(d.store, reg, inbox, healthTick, clock.Real{}, log.With().Str("actor", "config").Logger()))
 	lookup := masters.UpstreamLookup(cfg.UpstreamResolvers, 2*time.Second)
-	if w := masters.New(cfg, inbox, lookup, log.With().Str("actor", "masters").Logger(), masters.RealClock{}); w != nil {
-		state.Actor("masters", w)
+	if w := masters.New(cfg, inbox, lookup, log.With().Str("actor", "masters").Logger(), clock.Real{}); w != nil {
+		stateSup.Actor("masters", w)
 	}
 
 	// DNS: a UDP and a TCP listener per bind IP.
@@ -81,29 +84,13 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	if a := iface.New(cfg.Interface, cfg.BindIPs, log.With().Str("actor", "interface").Logger()); a != nil {
 		node.Actor("interface", a)
 	}
-	if udp, tcp := probeAddrs(cfg); udp.IsValid() || tcp.IsValid() {
+	if udp, tcp := watchdog.Targets(cfg); udp.IsValid() || tcp.IsValid() {
 		node.Actor("watchdog", watchdog.New(udp, cfg.Watchdog.Interval, cfg.Watchdog.Grace, watchdog.SdNotifier{}, d.fail,
 			log.With().Str("actor", "watchdog").Logger(), watchdog.WithUDPAddr(udp), watchdog.WithTCPAddr(tcp)))
 	}
 
 	d.addAPI(root)
 	return d
-}
-
-// probeAddrs is where the watchdog checks ready.spartan: the first bind IP,
-// on each enabled transport.
-func probeAddrs(cfg *config.Config) (udp, tcp netip.AddrPort) {
-	if len(cfg.BindIPs) == 0 {
-		return
-	}
-	ip := cfg.BindIPs[0]
-	if cfg.UDPServerEnabled {
-		udp = netip.AddrPortFrom(ip, uint16(cfg.UDPPort))
-	}
-	if cfg.TCPServerEnabled {
-		tcp = netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
-	}
-	return udp, tcp
 }
 
 // fail asks the daemon to stop and exit with code (non-zero). Called from

@@ -54,12 +54,7 @@ func runCheck(_ string, args []string) int {
 }
 
 func checkMain(args []string, d checkDeps) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(d.stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), checkUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("check", checkUsage, d.stderr)
 	addrFlag := fs.String("addr", "", "probe `IP[:PORT]` instead of the configuration's first bind IP")
 	timeout := fs.Duration("timeout", 2*time.Second, "give each transport this long")
 	cfgPath := fs.String("config", "", "configuration `PATH` for the default address")
@@ -110,13 +105,7 @@ func checkTarget(addrFlag, cfgPath string, load func(string) (*config.Config, er
 	if len(cfg.BindIPs) == 0 {
 		return udp, tcp, errors.New("the configuration has no bind IP to probe; use -addr")
 	}
-	ip := cfg.BindIPs[0]
-	if cfg.UDPServerEnabled {
-		udp = netip.AddrPortFrom(ip, uint16(cfg.UDPPort))
-	}
-	if cfg.TCPServerEnabled {
-		tcp = netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
-	}
+	udp, tcp = watchdog.Targets(cfg)
 	if !udp.IsValid() && !tcp.IsValid() {
 		return udp, tcp, errors.New("the configuration disables both the UDP and the TCP server: nothing to probe")
 	}

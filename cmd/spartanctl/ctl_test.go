@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/ctl"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
@@ -25,7 +26,7 @@ func (idleActor) Serve(ctx context.Context) error { <-ctx.Done(); return ctx.Err
 
 // startCtl runs a small tree with a real control-socket actor and returns
 // its socket, its tree and its upstream registry.
-func startCtl(t *testing.T) (string, *supervisor.Tree, *config.Registry) {
+func startCtl(t *testing.T) (string, *supervisor.Tree, *state.Registry) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sctl") // short: unix socket paths are limited
 	if err != nil {
@@ -36,8 +37,8 @@ func startCtl(t *testing.T) (string, *supervisor.Tree, *config.Registry) {
 
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5301")}
-	reg := config.NewRegistry()
-	store := config.NewStore(cfg, reg)
+	reg := state.NewRegistry()
+	store := state.NewStore(cfg, reg)
 	opts := supervisor.Options{Timeout: time.Second, FailureBackoff: 100 * time.Millisecond}
 	tree := supervisor.New("spartan", opts, zerolog.Nop())
 	tree.Root().Supervisor("dns", opts).Actor("udp-127.0.0.1", idleActor{})

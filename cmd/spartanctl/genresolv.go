@@ -85,12 +85,7 @@ func runGenresolv(_ string, args []string) int {
 }
 
 func genresolvMain(args []string, d genresolvDeps) int {
-	fs := flag.NewFlagSet("genresolv", flag.ContinueOnError)
-	fs.SetOutput(d.stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), genresolvUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("genresolv", genresolvUsage, d.stderr)
 	cfgPath := fs.String("config", "", "configuration `PATH` (its bind_ips and udp_port are checked)")
 	resolversFlag := fs.String("resolvers", "", "fallback resolvers, comma-separated `ip[:port]` (default: env RESOLVERS)")
 	searchFlag := fs.String("search", "", "space-separated search `DOMAINS` (default: env SEARCH)")

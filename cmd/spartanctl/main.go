@@ -4,8 +4,12 @@
 package main
 
 import (
+	"flag"
 	"fmt"
+	"io"
 	"os"
+
+	"github.com/spartan-dns/spartan/actors/config"
 )
 
 const usage = `usage: spartanctl [-socket PATH] <command> [args]
@@ -33,7 +37,7 @@ func main() {
 }
 
 func run(args []string) int {
-	socket := "/run/spartan/spartanctl.sock"
+	socket := config.DefaultCtlSocket
 	for len(args) > 0 && (args[0] == "-socket" || args[0] == "--socket") {
 		if len(args) < 2 {
 			fmt.Fprint(os.Stderr, "spartanctl: -socket needs a path\n", usage)
@@ -54,4 +58,16 @@ func run(args []string) int {
 		return 2
 	}
 	return cmd(socket, args[1:])
+}
+
+// newFlagSet returns the flag set of a node-tool subcommand (check,
+// genresolv): errors and -h go to errOut, -h prints usage then the flags.
+func newFlagSet(name, usage string, errOut io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	return fs
 }

@@ -89,8 +89,6 @@ func formatUptime(n supervisor.Node) string {
 	return d.Round(time.Second).String()
 }
 
-// ctlCall sends one request and reports any failure on errOut. It returns
-// the response, or nil and the exit code to return.
 // parseCommand parses a control-socket subcommand's flags (declared by
 // flags, may be nil) and checks its arguments: none when arg is "", else
 // exactly one, named arg. When ok is false the command returns code at
@@ -119,6 +117,8 @@ func parseCommand(name, usage string, errOut io.Writer, args []string, arg strin
 	return fs, 0, true
 }
 
+// ctlCall sends one request and reports any failure on errOut. It returns
+// the response, or nil and the exit code to return.
 func ctlCall(errOut io.Writer, socket, what string, req ctl.Request) (*ctl.Response, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
 	defer cancel()

@@ -656,7 +656,10 @@ func TestRFC5625_6_4_QueryIDAndSourcePortRandomisation(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %d values, %d distinct, range %d..%d, %d consecutive equal, %d ±1 steps", what, len(v), len(distinct), lo, hi, consecutiveEqual, step1)
-		if consecutiveEqual > 0 {
+		// Two random 16-bit values in a row are equal with p = 1/65536, so
+		// one repeat in 200 happens in 0.3% of honest runs; two, in 5 in a
+		// million. A counter or a reused value repeats far more often.
+		if consecutiveEqual > 1 {
 			t.Errorf("%s: %d consecutive queries reused the previous value", what, consecutiveEqual)
 		}
 		if len(distinct) < minDistinct {

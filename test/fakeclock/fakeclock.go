@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Clock implements Now and After (the Clock interfaces of the actors).
+// Clock implements actors/clock.Clock: Now and After.
 type Clock struct {
 	// Scheduled receives the duration of every After call (buffered;
 	// dropped if nobody reads it for a long time).

@@ -203,6 +203,13 @@ func checkRejection(t *testing.T, q, reply []byte, codes []int) {
 	if reply[2]&0x80 == 0 {
 		t.Errorf("reply without QR")
 	}
+	if op := q[2] >> 3 & 0x0f; op != dns.OpcodeQuery {
+		// Not a QUERY: the opcode is echoed, and AA, TC, RD, RA, Z, AD and
+		// CD, defined for QUERY only, stay clear (SPEC "Bad input"; as BIND).
+		if reply[2]>>3&0x0f != op || reply[2]&0x07 != 0 || reply[3]&0xf0 != 0 {
+			t.Errorf("reply flags %02x%02x to opcode %d, want opcode echoed and no other flag", reply[2], reply[3], op)
+		}
+	}
 	rcode := int(reply[3] & 0x0f)
 	for _, c := range codes {
 		if rcode == c {

@@ -1,4 +1,4 @@
-package config
+package state
 
 import (
 	"math"
@@ -14,13 +14,17 @@ import (
 // query pays when both of its chosen upstreams have just died. So the
 // config actor derives each route's delay from its upstreams' recent reply
 // latencies: a multiple of their p99, within bounds. The forwarder caps it
-// at its own maximum and uses that maximum while a route has no estimate.
+// at HedgeCeiling (its Hedge field, which tests may change) and uses the
+// ceiling while a route has no estimate. All the bounds are here.
 //
 // The floor is 10 ms, not less: on a loaded node, scheduling delays of a
 // few milliseconds are routine, and a hedge below them would mostly add
 // upstream queries and count stalls against healthy upstreams. 10 ms still
 // cuts the wait behind two dead upstreams by four.
 const (
+	// HedgeCeiling is the longest hedge delay, and the delay of a route
+	// without an estimate: it fits the slowest upstreams a node may use.
+	HedgeCeiling    = 40 * time.Millisecond
 	latencyHalfLife = 10 * time.Second // how fast old latencies fade
 	hedgeMinSamples = 20               // fewer recent replies: no estimate
 	hedgeFactor     = 4                // the delay is hedgeFactor × p99
@@ -28,7 +32,24 @@ const (
 )
 
 // routeHedge holds a route's current hedge delay in ns; 0: no estimate.
+// It is live state outside the snapshot: the Registry hands out one per
+// route name, every snapshot's route of that name points at it, and the
+// config actor rewrites it every tick, so an estimate survives the snapshot
+// published when masters change.
 type routeHedge struct{ ns atomic.Int64 }
+
+// hedge returns the hedge delay of the route called name ("default",
+// "mesos" or a zone), creating it on first use.
+func (r *Registry) hedge(name string) *routeHedge {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.hedges[name]
+	if !ok {
+		h = &routeHedge{}
+		r.hedges[name] = h
+	}
+	return h
+}
 
 // Hedge returns the route's hedge delay, or 0 while there is no estimate.
 func (r *Route) Hedge() time.Duration { return time.Duration(r.hedge.ns.Load()) }

@@ -1,18 +1,22 @@
-package config
+package state
 
 import (
 	"net/netip"
 	"sort"
 	"strings"
 	"sync/atomic"
+
+	"github.com/spartan-dns/spartan/actors/config"
 )
 
 // Snapshot is the immutable state the query path reads. The config actor
 // builds a new one whenever masters change and publishes it through Store;
-// nothing in a published Snapshot is ever modified (upstream health lives in
-// the atomics of *Upstream, which the snapshot only points at).
+// nothing in a published Snapshot is ever modified. The live state the
+// query path reads through it (upstream counters and health, route hedge
+// delays) lives in atomics the Registry owns and the snapshot only points
+// at, so it survives every new snapshot.
 type Snapshot struct {
-	Config  *Config
+	Config  *config.Config
 	Masters []netip.Addr // deduplicated, sorted
 	ZK      []netip.Addr // zk-1..zk-5 in order; nil when no masters are known
 
@@ -29,7 +33,7 @@ type Route struct {
 	Name      string // "default", "mesos", or the zone
 	Upstreams []*Upstream
 
-	hedge routeHedge // set by the config actor (hedge.go)
+	hedge *routeHedge // the Registry's, for this route name; set by the config actor (hedge.go)
 }
 
 // eachRoute calls fn for every route of the snapshot.
@@ -80,19 +84,19 @@ func (s *Store) Load() *Snapshot { return s.p.Load() }
 func (s *Store) Publish(snap *Snapshot) { s.p.Store(snap) }
 
 // NewStore returns a store holding the snapshot built from cfg with no masters.
-func NewStore(cfg *Config, reg *Registry) *Store {
+func NewStore(cfg *config.Config, reg *Registry) *Store {
 	s := &Store{}
 	s.Publish(Build(cfg, nil, reg))
 	return s
 }
 
-// Build assembles a snapshot. Upstream objects come from reg so that their
-// counters and health survive across snapshots.
-func Build(cfg *Config, masters []netip.Addr, reg *Registry) *Snapshot {
+// Build assembles a snapshot. Upstream objects and route hedge delays come
+// from reg so that they survive across snapshots.
+func Build(cfg *config.Config, masters []netip.Addr, reg *Registry) *Snapshot {
 	s := &Snapshot{Config: cfg, Masters: masters}
 	seen := map[*Upstream]bool{}
 	route := func(name string, addrs []netip.AddrPort) *Route {
-		r := &Route{Name: name}
+		r := &Route{Name: name, hedge: reg.hedge(name)}
 		for _, a := range addrs {
 			u := reg.Get(a)
 			r.Upstreams = append(r.Upstreams, u)

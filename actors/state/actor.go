@@ -1,4 +1,14 @@
-package config
+// Package state is Spartan's live state, what the supervision tree calls
+// /spartan/state: the config actor (the one writer), the immutable
+// Snapshot it publishes through Store for the query path to read without a
+// lock, and the live values the snapshot points at, which outlive every
+// snapshot: the *Upstream counters, health and latency histograms and the
+// route hedge delays, handed out by the Registry.
+//
+// Files: actor.go (the config actor), snapshot.go (Snapshot, Store, Build),
+// upstream.go (Upstream, health, Registry), latency.go (histograms),
+// hedge.go (route hedge delays and all their bounds).
+package state
 
 import (
 	"context"
@@ -8,6 +18,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/msg"
 )
 
@@ -21,49 +33,43 @@ import (
 type Actor struct {
 	store *Store
 	reg   *Registry
-	inbox <-chan any
+	inbox <-chan msg.ToState
 	tick  time.Duration
-	now   func() time.Time
+	clock clock.Clock
 	log   zerolog.Logger
-
-	// OnMasters, when set, is called after each change of the master set
-	// (from the actor goroutine), e.g. to update a gauge.
-	OnMasters func(old, new []netip.Addr)
 
 	lastTick time.Time
 }
 
 // NewActor returns the config actor publishing to store. inbox carries
 // msg.Masters and msg.ReadFailed; tick is how often health scores are
-// recomputed (100 ms in production).
-func NewActor(store *Store, reg *Registry, inbox <-chan any, tick time.Duration, now func() time.Time, log zerolog.Logger) *Actor {
-	return &Actor{store: store, reg: reg, inbox: inbox, tick: tick, now: now, log: log}
+// recomputed (100 ms in production), on clk.
+func NewActor(store *Store, reg *Registry, inbox <-chan msg.ToState, tick time.Duration, clk clock.Clock, log zerolog.Logger) *Actor {
+	return &Actor{store: store, reg: reg, inbox: inbox, tick: tick, clock: clk, log: log}
 }
 
 // Serve implements suture.Service.
 func (a *Actor) Serve(ctx context.Context) error {
-	t := time.NewTicker(a.tick)
-	defer t.Stop()
+	tick := a.clock.After(a.tick)
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-a.inbox:
 			a.handle(m)
-		case <-t.C:
+		case <-tick:
 			a.UpdateHealth()
+			tick = a.clock.After(a.tick)
 		}
 	}
 }
 
-func (a *Actor) handle(m any) {
+func (a *Actor) handle(m msg.ToState) {
 	switch m := m.(type) {
 	case msg.Masters:
 		a.SetMasters(m.Source, m.IPs)
 	case msg.ReadFailed:
 		a.log.Warn().Str("source", m.Source).Err(m.Err).Msg("masters read failed; keeping the last known masters")
-	default:
-		a.log.Error().Type("msg", m).Msg("config actor: unknown message dropped")
 	}
 }
 
@@ -78,15 +84,12 @@ func (a *Actor) SetMasters(source string, ips []netip.Addr) {
 	ips = slices.Clone(ips)
 	a.store.Publish(Build(cur.Config, ips, a.reg))
 	a.log.Info().Str("source", source).Stringers("old", addrs(cur.Masters)).Stringers("new", addrs(ips)).Msg("masters changed")
-	if a.OnMasters != nil {
-		a.OnMasters(cur.Masters, ips)
-	}
 }
 
 // UpdateHealth folds the query path's counters into every upstream's score
 // and recent latencies, and recomputes every route's hedge delay.
 func (a *Actor) UpdateHealth() {
-	now := a.now()
+	now := a.clock.Now()
 	dt := now.Sub(a.lastTick)
 	if a.lastTick.IsZero() {
 		dt = 0

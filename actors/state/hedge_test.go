@@ -1,4 +1,4 @@
-package config
+package state
 
 import (
 	"net/netip"
@@ -6,16 +6,17 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/test/fakeclock"
 )
 
 func TestRouteHedgeFollowsRecentLatency(t *testing.T) {
-	cfg := Default()
+	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53"), netip.MustParseAddrPort("127.0.0.2:53")}
 	reg := NewRegistry()
 	store := NewStore(cfg, reg)
 	clock := fakeclock.New()
-	a := NewActor(store, reg, nil, time.Hour, clock.Now, zerolog.Nop())
+	a := NewActor(store, reg, nil, time.Hour, clock, zerolog.Nop())
 	route := store.Load().Default
 	a.UpdateHealth()
 
@@ -62,5 +63,36 @@ func TestRouteHedgeFollowsRecentLatency(t *testing.T) {
 	}
 	if h := route.Hedge(); h != 0 {
 		t.Fatalf("hedge %v after two silent minutes, want none", h)
+	}
+}
+
+// TestRouteHedgeSurvivesNewSnapshot: a route's estimate is live state, not
+// part of a snapshot, so the snapshot published when masters change keeps
+// it (and the old snapshot is not written to).
+func TestRouteHedgeSurvivesNewSnapshot(t *testing.T) {
+	cfg := config.Default()
+	cfg.UpstreamResolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")}
+	reg := NewRegistry()
+	store := NewStore(cfg, reg)
+	clock := fakeclock.New()
+	a := NewActor(store, reg, nil, time.Hour, clock, zerolog.Nop())
+	before := store.Load()
+	a.UpdateHealth()
+	for range 100 {
+		before.Default.Upstreams[0].Latency.Observe(4 * time.Millisecond)
+	}
+	clock.Advance(100 * time.Millisecond)
+	a.UpdateHealth()
+	want := before.Default.Hedge()
+	if want == 0 {
+		t.Fatal("no estimate from 100 replies")
+	}
+	a.SetMasters("test", []netip.Addr{netip.MustParseAddr("10.0.0.1")})
+	after := store.Load()
+	if after == before {
+		t.Fatal("no new snapshot for new masters")
+	}
+	if got := after.Default.Hedge(); got != want {
+		t.Fatalf("hedge in the new snapshot %v, want the estimate %v kept", got, want)
 	}
 }
