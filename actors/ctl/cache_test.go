@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder/cache"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
@@ -20,7 +21,7 @@ func serveCtl(t *testing.T, c Cache) string {
 	t.Helper()
 	sock := filepath.Join(shortDir(t), "s.sock")
 	tr := supervisor.New("t", supervisor.Options{}, zerolog.Nop())
-	a := New(sock, "", tr, config.NewStore(config.Default(), config.NewRegistry()), zerolog.Nop()).WithCache(c)
+	a := New(sock, "", tr, state.NewStore(config.Default(), state.NewRegistry()), zerolog.Nop()).WithCache(c)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx) }()

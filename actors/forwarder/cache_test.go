@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
 	"github.com/spartan-dns/spartan/actors/forwarder"
+	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/test/dnstest"
 )
 
@@ -40,7 +41,7 @@ func cached(t *testing.T, tune func(*config.Config), ups ...*dnstest.Upstream) (
 	if tune != nil {
 		tune(cfg)
 	}
-	f := forwarder.New(config.NewStore(cfg, config.NewRegistry()), zerolog.Nop())
+	f := forwarder.New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop())
 	f.LoserGrace = 100 * time.Millisecond
 	clk := &manualClock{}
 	clk.ns.Store(int64(time.Hour)) // any origin

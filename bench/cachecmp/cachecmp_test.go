@@ -1,15 +1,15 @@
-// Package cachecmp measures Spartan's answer cache store (a map per shard
-// behind its own mutex, CLOCK eviction) against otter v2, the well-kept
-// Go cache library (S3-FIFO-like eviction, lock-free reads), on the hit
-// path: the key is built from the query by the same ParseQuery, then
-// looked up. The cache would take otter if it won clearly; it does not
-// (see bench/README.md).
+// Package cachecmp measures Spartan's answer cache store (lock-free
+// sync.Map reads, sharded writes, CLOCK eviction) against otter v2, the
+// well-kept Go cache library, and a bare sync.Map, on the hit path: the
+// key is built from the query by the same ParseQuery, then looked up.
+// Results and the choice: bench/CACHE.md.
 //
 //	cd bench/cachecmp && go test -run '^$' -bench . -benchmem
 package cachecmp
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -22,6 +22,7 @@ import (
 const names = 1024
 
 type fixture struct {
+	syncm   sync.Map
 	own     *cache.Cache
 	otter   *otter.Cache[string, *cache.Entry]
 	queries [][]byte
@@ -45,6 +46,7 @@ func setup(b *testing.B) *fixture {
 		cq, _ := f.own.ParseQuery(qb, false, &kb)
 		e := f.own.Store(rb, &cq, f.own.Now(), 0)
 		f.otter.Set(string(cq.Key), e)
+		f.syncm.Store(string(cq.Key), e)
 		f.queries = append(f.queries, qb)
 	}
 	return f
@@ -65,10 +67,16 @@ func BenchmarkLookup(b *testing.B) {
 		_, ok := f.otter.GetIfPresent(unsafe.String(&cq.Key[0], len(cq.Key)))
 		return ok
 	}
+	syncm := func(kb *cache.KeyBuf, q []byte) bool {
+		cq, _ := f.own.ParseQuery(q, false, kb)
+		_ = f.own.Now()
+		_, ok := f.syncm.Load(unsafe.String(&cq.Key[0], len(cq.Key)))
+		return ok
+	}
 	for _, impl := range []struct {
 		name string
 		get  func(*cache.KeyBuf, []byte) bool
-	}{{"own", own}, {"otter", ott}} {
+	}{{"own", own}, {"otter", ott}, {"syncmap", syncm}} {
 		b.Run(impl.name+"/serial", func(b *testing.B) {
 			var kb cache.KeyBuf
 			b.ReportAllocs()

@@ -8,18 +8,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
-// Cache is the sharded store. Each shard is a map behind its own mutex:
-// loops contend only when they look up keys of the same shard at the same
-// instant, for the length of one map lookup (no lock shared by all loops,
-// nothing allocated on a hit). Measured against otter and a lock-free
-// design in store_bench_test.go.
+// Cache is the store. Lookups read a sync.Map (a hash trie whose reads
+// take no lock: loops answering hits never wait for each other, nothing is
+// allocated). Writes, eviction and the counters go through shards, each
+// with its own mutex, so inserts of different keys rarely meet and an
+// entry's map slot and its place in its shard's eviction ring change
+// together. Measured against a map per shard behind a mutex and against
+// otter in bench/cachecmp (bench/CACHE.md).
 type Cache struct {
 	cfg    Config
 	rules  lifetimeRules
 	seed   maphash.Seed
 	now    func() int64
+	m      sync.Map // string key -> *Entry; written only under the key's shard lock
 	shards []shard
 	total  atomic.Int64 // entries in all shards: inserts evict beyond max_entries
 	ctr    counters
@@ -29,8 +33,7 @@ type Cache struct {
 // fields never share a cache line.
 type shard struct {
 	mu      sync.Mutex
-	m       map[string]*Entry
-	ring    []*Entry // the entries, for the eviction hand
+	ring    []*Entry // the shard's entries, for the eviction hand
 	hand    int
 	hits    atomic.Uint64
 	entries atomic.Int64
@@ -61,9 +64,6 @@ func New(cfg Config, now func() int64) *Cache {
 		now:   now,
 	}
 	c.shards = make([]shard, n)
-	for i := range c.shards {
-		c.shards[i].m = make(map[string]*Entry)
-	}
 	return c
 }
 
@@ -81,13 +81,16 @@ func (c *Cache) shardOf(h uint64) int { return int(h % uint64(len(c.shards))) }
 // hit; a miss is the caller's to count, once it knows the query goes
 // upstream (a local name is not a miss). Nothing on this path allocates.
 func (c *Cache) Lookup(q *Query, now int64) (*Entry, State) {
-	sh := &c.shards[c.shardOf(q.Hash)]
-	sh.mu.Lock()
-	e := sh.m[string(q.Key)]
-	sh.mu.Unlock()
-	if e == nil {
+	if len(q.Key) == 0 {
 		return nil, Miss
 	}
+	// The key bytes as a string without a copy: Load keeps nothing of it.
+	v, ok := c.m.Load(unsafe.String(unsafe.SliceData(q.Key), len(q.Key)))
+	if !ok {
+		return nil, Miss
+	}
+	e := v.(*Entry)
+	sh := &c.shards[c.shardOf(q.Hash)]
 	st := c.state(e, q, now)
 	switch st {
 	case Fresh, Prefetch:
@@ -116,9 +119,10 @@ func (c *Cache) Store(reply []byte, q *Query, now int64, kind int) *Entry {
 	sh := &c.shards[c.shardOf(q.Hash)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if old := sh.m[e.key]; old != nil {
+	if v, ok := c.m.Load(e.key); ok {
+		old := v.(*Entry)
 		sh.bytes.Add(e.footprint() - old.footprint())
-		sh.m[e.key] = e
+		c.m.Store(e.key, e)
 		e.slot = old.slot
 		sh.ring[e.slot] = e
 		return e
@@ -127,10 +131,10 @@ func (c *Cache) Store(reply []byte, q *Query, now int64, kind int) *Entry {
 	// inserting shard gives up its least useful entry. An insert into an
 	// empty shard evicts nothing, so the cache may hold up to one entry per
 	// shard beyond max_entries until the next inserts elsewhere.
-	if c.total.Add(1) > int64(c.cfg.MaxEntries) && len(sh.m) > 0 {
+	if c.total.Add(1) > int64(c.cfg.MaxEntries) && len(sh.ring) > 0 {
 		c.evictOne(sh, now)
 	}
-	sh.m[e.key] = e
+	c.m.Store(e.key, e)
 	e.slot = len(sh.ring)
 	sh.ring = append(sh.ring, e)
 	sh.entries.Add(1)
@@ -165,7 +169,7 @@ func (c *Cache) evictOne(sh *shard, now int64) {
 }
 
 func (c *Cache) remove(sh *shard, e *Entry) {
-	delete(sh.m, e.key)
+	c.m.Delete(e.key)
 	last := sh.ring[len(sh.ring)-1]
 	sh.ring[e.slot] = last
 	last.slot = e.slot
@@ -193,12 +197,16 @@ func (c *Cache) Flush(name string) (int, error) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		for _, e := range sh.m {
-			if target == nil || under(keyName([]byte(e.key)), target) {
+		for i := 0; i < len(sh.ring); {
+			// remove moves the last entry into slot i: look at i again.
+			if e := sh.ring[i]; target == nil || under(keyName([]byte(e.key)), target) {
 				c.remove(sh, e)
 				n++
+				continue
 			}
+			i++
 		}
+		sh.hand = 0
 		sh.mu.Unlock()
 	}
 	return n, nil
