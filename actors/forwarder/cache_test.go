@@ -387,7 +387,8 @@ func checkStale(t *testing.T, what string, m *dns.Msg) {
 }
 
 // Identical misses while a race is in flight wait for it: one upstream
-// query for 50 clients, each answered with its own ID and case.
+// query for 50 clients, each answered with its own ID and case, and none
+// of the waiters holds a handler_limit slot.
 func TestCacheCoalescing(t *testing.T) { bothEngines(t, testCacheCoalescing) }
 
 func testCacheCoalescing(t *testing.T, handle handleFunc) {
@@ -399,7 +400,8 @@ func testCacheCoalescing(t *testing.T, handle handleFunc) {
 	var once sync.Once
 	open := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(open) // before the upstream's own cleanup: a failing test must not hang in it
-	f, _ := cached(t, func(c *config.Config) { c.UpstreamTimeout = 5 * time.Second }, up)
+	// handler_limit 4: waiters hold no slot, so 50 of them fit.
+	f, _ := cached(t, func(c *config.Config) { c.UpstreamTimeout, c.HandlerLimit = 5*time.Second, 4 }, up)
 	const n = 50
 	var wg sync.WaitGroup
 	errs := make(chan string, n)

@@ -75,11 +75,18 @@ func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) []byt
 		return reply
 	}
 	// A refresh: the race goes on after the wait, to refresh the entry for
-	// everyone, while this client gets the stale answer.
+	// everyone, while this client gets the stale answer. It outlives this
+	// call, so it takes a handler_limit slot of its own (as the loop's
+	// race keeps its slot); none left: the refresh fails at once.
+	if f.Begin() == nil {
+		f.settleFlight(fl, errorReply(q, p.qEnd, rcodeServFail), false, c.Now(), nil)
+		return f.staleReply(stale, q, &cq, c.Now())
+	}
 	qc := append([]byte(nil), q...)
 	done := make(chan raceResult, 1)
 	timer := f.staleAt(fl, wait)
 	go func() {
+		defer f.End()
 		reply, outcome := f.race(snap, p.route, qc, p.qEnd, tcp)
 		timer.Stop()
 		// Stored before the client hears: its next query finds the entry.
