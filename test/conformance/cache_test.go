@@ -166,6 +166,7 @@ func TestCacheStaleWhileNamedFrozen(t *testing.T) {
 	for _, q := range warm {
 		e.sameAsDirect(t, "udp", q)
 	}
+	fd0, th0 := harness.OpenFDs(e.sp.PID()), harness.Threads(e.sp.PID())
 	warmed := time.Now()
 	if err := e.named.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -210,6 +211,11 @@ func TestCacheStaleWhileNamedFrozen(t *testing.T) {
 		if len(edeCodes(m)) != 0 {
 			t.Errorf("after recovery %v: EDE %v", q.Question, edeCodes(m))
 		}
+	}
+	// Nothing leaked by the refreshes that timed out: descriptors and
+	// threads back near where they were before the outage.
+	if fd, th := harness.OpenFDs(e.sp.PID()), harness.Threads(e.sp.PID()); fd > fd0+4 || th > th0+4 {
+		t.Errorf("daemon fds %d threads %d after the outage, %d %d before", fd, th, fd0, th0)
 	}
 }
 
