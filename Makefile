@@ -11,7 +11,7 @@ TEST_DEBS := bind9 bind9-dnsutils bind9-utils zookeeper iproute2 procps systemd 
 # Packages whose tests exercise concurrency: run under the race detector.
 RACE_PKGS := ./supervisor/... ./actors/... ./msg/...
 
-.PHONY: all build run test test-deps vet race bench bench-hotpath fuzz clean
+.PHONY: all build run test test-deps vet race bench bench-hotpath fuzz soak clean
 
 all: build
 
@@ -52,6 +52,13 @@ bench-hotpath:
 
 fuzz:
 	bash test/fuzz.sh
+
+# The soak (not part of `make test`): load over every route, kills of random
+# tree nodes every 200 ms, a reload every minute and hostile clients, sampled
+# every minute into bench/SOAK.md. SOAK_DURATION=3m for a short run.
+SOAK_DURATION ?= 30m
+soak: test-deps
+	$(GO) test -tags soak -count=1 -timeout 0 -v ./test/soak -soak.duration=$(SOAK_DURATION) -soak.out=$(CURDIR)/bench/SOAK.md
 
 clean:
 	rm -rf $(BIN)

@@ -38,7 +38,8 @@ type Loop struct {
 	epoch time.Time
 
 	retire atomic.Bool
-	wakeMu sync.Mutex // Retire's write vs the eventfd's close
+	keep   atomic.Bool // Stop: leave what is queued in the listener socket
+	wakeMu sync.Mutex  // Retire's write vs the eventfd's close
 	closed bool
 
 	up     sockPool // upstream sockets, recycled (upsock.go)
@@ -145,6 +146,15 @@ func (l *Loop) Retire() {
 	}
 }
 
+// Stop is Retire without reading what is queued in the listener socket:
+// for a socket another process also serves (socket activation, a reload),
+// whatever waits there is that process's to answer. The queries already
+// read are answered. Safe to call from any goroutine, more than once.
+func (l *Loop) Stop() {
+	l.keep.Store(true)
+	l.Retire()
+}
+
 // now is the loop's monotonic clock in nanoseconds.
 func (l *Loop) now() int64 { return int64(time.Since(l.epoch)) }
 
@@ -200,7 +210,9 @@ func (l *Loop) Run() (err error) {
 // waits for the queries that have no reply yet.
 func (l *Loop) retireNow() {
 	if l.lis != nil {
-		l.readListener()
+		if !l.keep.Load() {
+			l.readListener()
+		}
 		// Out of the epoll set first: the socket stays open while others
 		// hold it (the reply path), and must not keep waking the loop.
 		epollDel(l.ep, l.lis.fd)

@@ -30,6 +30,15 @@ type Sources struct {
 	// TCPRefused returns the TCP connections refused over tcp_connections,
 	// summed over the TCP listeners; nil reports 0.
 	TCPRefused func() uint64
+	// TCPClosed calls each with the client connections the TCP listeners
+	// cut off, by reason (garbage frame, unread replies, blocked writes);
+	// nil reports none.
+	TCPClosed func(each func(reason string, n uint64))
+	// Reloads returns the SIGHUP reloads that handed over to a new process
+	// and those whose new process failed (the old one kept serving).
+	Reloads func() (handedOver, failed uint64)
+	// NoUpstreams reports that the daemon has no upstream_resolvers.
+	NoUpstreams bool
 }
 
 var (
@@ -49,6 +58,12 @@ var (
 		"Queries shed over handler_limit (UDP dropped, TCP connection closed).", nil, nil)
 	descRefused = prometheus.NewDesc("spartan_tcp_connections_refused_total",
 		"TCP client connections closed at once over limits.tcp_connections.", nil, nil)
+	descTCPClosed = prometheus.NewDesc("spartan_tcp_connections_closed_total",
+		"TCP client connections the server cut off, by reason.", []string{"reason"}, nil)
+	descReloads = prometheus.NewDesc("spartan_reloads_total",
+		"SIGHUP reloads: handed_over to a new process, or failed (the new process exited or was not ready in time; the old one kept serving).", []string{"result"}, nil)
+	descNoUpstreams = prometheus.NewDesc("spartan_upstream_resolvers_missing",
+		"1 when the daemon has no upstream_resolvers: names outside the local zones, mesos and forward_zones get SERVFAIL.", nil, nil)
 	descInFlight = prometheus.NewDesc("spartan_queries_in_flight",
 		"Queries being handled now.", nil, nil)
 	descMasters = prometheus.NewDesc("spartan_masters",
@@ -82,8 +97,9 @@ func NewCollector(src Sources) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descReplies, descFailures, descStalls, descLatency,
-		descScore, descShed, descRefused, descInFlight, descMasters, descCacheEntries, descCacheBytes, descCacheHits,
-		descCacheMisses, descCacheStale, descCachePrefetches, descCacheCoalesced, descCacheEvictions} {
+		descScore, descShed, descRefused, descInFlight, descMasters, descTCPClosed, descReloads, descNoUpstreams,
+		descCacheEntries, descCacheBytes, descCacheHits, descCacheMisses, descCacheStale, descCachePrefetches,
+		descCacheCoalesced, descCacheEvictions} {
 		ch <- d
 	}
 }
@@ -137,6 +153,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		refused = c.src.TCPRefused()
 	}
 	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(refused))
+	if c.src.TCPClosed != nil {
+		c.src.TCPClosed(func(reason string, n uint64) {
+			ch <- prometheus.MustNewConstMetric(descTCPClosed, prometheus.CounterValue, float64(n), reason)
+		})
+	}
+	if c.src.Reloads != nil {
+		ok, failed := c.src.Reloads()
+		ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(ok), "handed_over")
+		ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(failed), "failed")
+	}
+	missing := 0.0
+	if c.src.NoUpstreams {
+		missing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descNoUpstreams, prometheus.GaugeValue, missing)
 
 	if c.src.Store == nil {
 		return

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"syscall"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -64,7 +67,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve implements suture.Service.
 func (s *Server) Serve(ctx context.Context) error {
-	var lc net.ListenConfig
+	// SO_REUSEPORT: during a reload the next process binds the same
+	// address while we still serve it.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); err != nil {
+			return err
+		}
+		return serr
+	}}
 	ln, err := lc.Listen(ctx, "tcp", s.opts.Addr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", s.opts.Addr, err)

@@ -31,6 +31,28 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 			}
 			return n
 		},
+		TCPClosed: func(each func(string, uint64)) {
+			sum := map[string]uint64{}
+			var order []string
+			for _, l := range d.tcp {
+				l.EachCut(func(r string, n uint64) {
+					if _, ok := sum[r]; !ok {
+						order = append(order, r)
+					}
+					sum[r] += n
+				})
+			}
+			for _, r := range order {
+				each(r, sum[r])
+			}
+		},
+		Reloads: func() (uint64, uint64) {
+			if d.reloads == nil {
+				return 0, 0
+			}
+			return d.reloads.Reloads.Load(), d.reloads.Failures.Load()
+		},
+		NoUpstreams: len(d.cfg.UpstreamResolvers) == 0,
 	})
 	m.Watch(d.tree)
 	api.Actor("http", httpapi.New(httpapi.Options{

@@ -11,9 +11,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/watchdog"
 )
 
 // Version is set at build time (-ldflags "-X main.Version=...").
@@ -24,10 +26,19 @@ func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 // run returns the exit code: 0 after a clean stop, 2 for bad flags or
 // config, 1 for anything else that stops the daemon.
 func run(args []string, stderr io.Writer) int {
+	// SIGHUP is a reload; catch it before anything else, so that one sent
+	// while we start does not kill us (its default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	// The binary on disk, resolved now: an upgrade replaces that file, and
+	// a reload must start the new one.
+	exe, exeErr := os.Executable()
 	fs := flag.NewFlagSet("spartan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "config file (default "+config.DefaultConfigPath+" if it exists, else built-in defaults)")
 	level := fs.String("log-level", "info", "debug|info|warn|error")
+	reloadTimeout := fs.Duration("reload-timeout", 30*time.Second, "how long a reload (SIGHUP) waits for the new process to serve before keeping the old one")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -50,13 +61,50 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if len(cfg.UpstreamResolvers) == 0 {
-		log.Warn().Msg("no upstream_resolvers (none in the config or resolv.conf): names outside the local zones, mesos and forward_zones get SERVFAIL")
+		cfgFile := *cfgPath
+		if cfgFile == "" {
+			cfgFile = config.DefaultConfigPath
+		}
+		log.Error().Str("set", "upstream_resolvers in "+cfgFile+", or nameserver lines in "+config.DefaultUpstreamsPath).
+			Str("read", config.UpstreamsSource()).
+			Msg("no upstream resolvers: names outside the local zones, *.mesos and forward_zones get SERVFAIL")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	d := newDaemon(cfg, log)
-	log.Info().Str("version", Version).Stringers("bind_ips", stringers(cfg.BindIPs)).Msg("spartan starting")
+	ctx, handedOver := context.WithCancel(ctx)
+	defer handedOver()
+	inh := inheritSockets(log)
+	nInherited := len(inh)
+	notify := newHandoffNotifier(watchdog.SdNotifier{}.Notify, log)
+	d := newDaemon(cfg, log, inh, notify)
+	up := &upgrader{exe: exe, args: args, timeout: *reloadTimeout, log: log, files: d.handoverFiles,
+		notify: watchdog.SdNotifier{}.Notify}
+	d.reloads = up
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			if exeErr != nil {
+				up.Failures.Add(1)
+				log.Error().Err(exeErr).Msg("reload failed: cannot find our own binary; still serving")
+				continue
+			}
+			log.Info().Msg("reload: SIGHUP")
+			pid, err := up.reload()
+			if err != nil {
+				log.Error().Err(err).Msg("reload failed; the running process keeps serving")
+				continue
+			}
+			log.Info().Int("new_pid", pid).Msg("reload: new process serving; stopping")
+			handedOver()
+			return
+		}
+	}()
+	log.Info().Str("version", Version).Stringers("bind_ips", stringers(cfg.BindIPs)).Int("inherited_sockets", nInherited).Msg("spartan starting")
 	code, err := d.run(ctx)
 	if err != nil {
 		log.Error().Err(err).Msg("spartan stopped with an error")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -148,5 +149,43 @@ func TestCheckRegistered(t *testing.T) {
 	}
 	if time.Since(start) > 2*time.Second {
 		t.Fatal("check ignored -timeout")
+	}
+}
+
+// Without -addr, check also asks the daemon whether it has upstream
+// resolvers: none fails naming what to set; a control socket that cannot
+// be reached only skips that part.
+func TestCheckUpstreams(t *testing.T) {
+	cases := []struct {
+		name   string
+		args   []string
+		n      int
+		err    error
+		code   int
+		stderr string
+	}{
+		{"has upstreams", nil, 2, nil, 0, ""},
+		{"none", nil, 0, nil, 1, "FAIL no upstream resolvers"},
+		{"socket unreachable", nil, 0, errors.New("connection refused"), 0, "upstreams not checked"},
+		{"-addr: not asked", []string{"-addr", "127.0.0.1"}, 0, nil, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.CtlSocket = "/nonexistent/ctl.sock"
+			var stdout, stderr bytes.Buffer
+			code := checkMain(c.args, checkDeps{
+				load:      func(string) (*config.Config, error) { return cfg, nil },
+				upstreams: func(string) (int, error) { return c.n, c.err },
+				probe:     func(context.Context, netip.AddrPort, netip.AddrPort, time.Duration) error { return nil },
+				stdout:    &stdout, stderr: &stderr,
+			})
+			if code != c.code || !strings.Contains(stderr.String(), c.stderr) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, stderr.String(), c.code, c.stderr)
+			}
+			if c.code == 1 && !strings.Contains(stderr.String(), config.DefaultUpstreamsPath) {
+				t.Errorf("the failure does not name what to set: %q", stderr.String())
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -64,8 +65,10 @@ type genresolvDeps struct {
 	probe  func(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error
 	rand   *rand.Rand
 	rename func(oldpath, newpath string) error
-	stdout io.Writer
-	stderr io.Writer
+	// upstreams is the node's upstreams file (-upstreams default; "": none).
+	upstreams string
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 func udpProbe(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error {
@@ -74,13 +77,14 @@ func udpProbe(ctx context.Context, addr netip.AddrPort, timeout time.Duration) e
 
 func runGenresolv(_ string, args []string) int {
 	return genresolvMain(args, genresolvDeps{
-		load:   loadConfig,
-		getenv: os.Getenv,
-		probe:  udpProbe,
-		rand:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		rename: os.Rename,
-		stdout: os.Stdout,
-		stderr: os.Stderr,
+		load:      loadConfig,
+		getenv:    os.Getenv,
+		probe:     udpProbe,
+		rand:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		rename:    os.Rename,
+		upstreams: config.DefaultUpstreamsPath,
+		stdout:    os.Stdout,
+		stderr:    os.Stderr,
 	})
 }
 
@@ -90,6 +94,7 @@ func genresolvMain(args []string, d genresolvDeps) int {
 	resolversFlag := fs.String("resolvers", "", "fallback resolvers, comma-separated `ip[:port]` (default: env RESOLVERS)")
 	searchFlag := fs.String("search", "", "space-separated search `DOMAINS` (default: env SEARCH)")
 	timeout := fs.Duration("timeout", time.Second, "how long each Spartan IP is given to answer")
+	upstreamsFlag := fs.String("upstreams", d.upstreams, "the node's upstreams `FILE`: saved from PATH's nameservers before PATH is first rewritten; the fallback when neither -resolvers nor RESOLVERS is given")
 	// Flags may follow PATH too ("genresolv /etc/resolv.conf -search x"):
 	// the flag package stops at the first positional argument, so parse
 	// the rest again.
@@ -138,6 +143,23 @@ func genresolvMain(args []string, d genresolvDeps) int {
 	resolvers, skipped := parseResolvers(resolversRaw)
 	for _, s := range skipped {
 		fmt.Fprintf(d.stderr, "spartanctl genresolv: %s: skipping %s\n", resolversFrom, s)
+	}
+	if *upstreamsFlag != "" {
+		saved, err := saveUpstreams(path, *upstreamsFlag, cfg.BindIPs, d.rename)
+		if err != nil {
+			fmt.Fprintf(d.stderr, "spartanctl genresolv: %v\n", err)
+			return 1
+		}
+		if len(saved) > 0 {
+			fmt.Fprintf(d.stdout, "saved the upstream resolvers %v of %s in %s\n", saved, path, *upstreamsFlag)
+		}
+		if !set["resolvers"] && d.getenv("RESOLVERS") == "" {
+			ns, err := config.ResolvConfNameservers(*upstreamsFlag)
+			if err != nil && !errors.Is(err, iofs.ErrNotExist) {
+				fmt.Fprintf(d.stderr, "spartanctl genresolv: %v\n", err)
+			}
+			resolvers = ns
+		}
 	}
 	port := uint16(cfg.UDPPort)
 	live := liveSpartans(context.Background(), cfg.BindIPs, port, *timeout, d.probe)

@@ -46,8 +46,10 @@ func startDaemon(t *testing.T, n *netns.NS, cfg map[string]any, env ...string) *
 	if _, ok := cfg["http_listen"]; !ok {
 		cfg["http_listen"] = ""
 	}
-	if _, ok := cfg["upstream_resolvers"]; !ok {
+	if v, ok := cfg["upstream_resolvers"]; !ok {
 		cfg["upstream_resolvers"] = []string{"127.0.0.1:1"}
+	} else if v == nil {
+		delete(cfg, "upstream_resolvers") // the default: the node's upstreams file or resolv.conf
 	}
 	data, _ := json.MarshalIndent(cfg, "", "  ")
 	d := &daemon{cfgPath: filepath.Join(dir, "spartan.json"), log: &harness.SyncBuffer{}, done: make(chan struct{})}
@@ -242,6 +244,7 @@ func TestDaemonInNamespace(t *testing.T) {
 	if err := os.WriteFile(resolv, []byte("nameserver 192.0.2.1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	upstreams := filepath.Join(t.TempDir(), "upstreams.conf")
 
 	d := startDaemon(t, n, map[string]any{
 		"bind_ips":  bindIPs,
@@ -301,9 +304,13 @@ func TestDaemonInNamespace(t *testing.T) {
 		// Inside `ip netns exec`, /etc/resolv.conf is a bind mount of
 		// resolv: rename onto it fails with EBUSY and genresolv must write
 		// in place, which is what lands in resolv.
-		out, code := ctl(t, n, nil, "genresolv", "-config", d.cfgPath, "-search", "example.test", "/etc/resolv.conf")
+		out, code := ctl(t, n, nil, "genresolv", "-config", d.cfgPath, "-upstreams", upstreams, "-search", "example.test", "/etc/resolv.conf")
 		if code != 0 {
 			t.Fatalf("genresolv = %d: %s", code, out)
+		}
+		// The host's resolver, saved before the rewrite.
+		if saved, _ := os.ReadFile(upstreams); !slices.Equal(nameservers(string(saved)), []string{"192.0.2.1"}) {
+			t.Fatalf("upstreams file %s:\n%s", upstreams, saved)
 		}
 		data, _ := os.ReadFile(resolv)
 		if got := nameservers(string(data)); !slices.Equal(got, bindIPs) {
@@ -328,7 +335,7 @@ func TestDaemonInNamespace(t *testing.T) {
 		if code := d.stop(); code != 0 {
 			t.Fatalf("spartan exited %d on SIGTERM", code)
 		}
-		out, code := ctl(t, n, []string{"RESOLVERS=192.0.2.7,192.0.2.8:5353"}, "genresolv", "-config", d.cfgPath, "/etc/resolv.conf")
+		out, code := ctl(t, n, []string{"RESOLVERS=192.0.2.7,192.0.2.8:5353"}, "genresolv", "-config", d.cfgPath, "-upstreams", upstreams, "/etc/resolv.conf")
 		if code != 0 {
 			t.Fatalf("genresolv = %d: %s", code, out)
 		}
