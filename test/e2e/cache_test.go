@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -248,4 +249,40 @@ func vmRSS(tb testing.TB, pid int) int64 {
 	}
 	tb.Fatal("no VmRSS")
 	return 0
+}
+
+// A masters change does not flush the cache (SPEC "Cache"): leader.mesos,
+// cached from the old master, is still answered from the cache (by the
+// old master's record) after the masters changed, while the zk records,
+// a local zone that is never cached, follow the change at once.
+func TestCacheSurvivesMastersChange(t *testing.T) {
+	port := mesosMasters(t)
+	file := filepath.Join(t.TempDir(), "master_list")
+	write := func(s string) {
+		if err := os.WriteFile(file+".tmp", []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(file+".tmp", file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`["127.0.0.4"]`)
+	s := harness.Start(t, harness.Options{Config: map[string]any{
+		"master_source":                   "master_list",
+		"master_list_file":                file,
+		"mesos_dns_port":                  port,
+		"masters_refresh_interval_normal": "200ms",
+	}})
+	awaitZK(t, s, "127.0.0.4 127.0.0.4 127.0.0.4 127.0.0.4 127.0.0.4", 5*time.Second)
+	if ip := leaderMesos(t, s); ip != "127.0.0.4" {
+		t.Fatalf("leader.mesos answered by %q, want the only master", ip)
+	}
+	write(`["127.0.0.2"]`)
+	awaitZK(t, s, "127.0.0.2 127.0.0.2 127.0.0.2 127.0.0.2 127.0.0.2", 5*time.Second)
+	if ip := leaderMesos(t, s); ip != "127.0.0.4" {
+		t.Errorf("leader.mesos after a masters change: %q, want the cached 127.0.0.4 (TTL 60 s)", ip)
+	}
+	if st := ctlCache(t, s); st.Hits != 1 {
+		t.Errorf("stats %+v: want the second leader.mesos a hit", st)
+	}
 }
