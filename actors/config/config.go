@@ -47,6 +47,7 @@ type Config struct {
 
 	Watchdog WatchdogConfig // watchdog (Spartan-Go extension; tests shorten it)
 	Limits   LimitsConfig   // limits (Spartan-Go extension; resource caps against hostile clients)
+	Cache    CacheConfig    // cache
 	Dnstap   DnstapConfig   // dnstap; both empty: off
 }
 
@@ -135,6 +136,7 @@ func Default() *Config {
 		HTTPListen:           "127.0.0.1:62080",
 		CtlSocket:            DefaultCtlSocket,
 		Watchdog:             WatchdogConfig{Interval: 15 * time.Second, Grace: 60 * time.Second},
+		Cache:                DefaultCache(),
 		Limits: LimitsConfig{
 			TCPConnections: 512,
 			TCPPipeline:    64,

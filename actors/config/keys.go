@@ -112,6 +112,7 @@ var topLevel = map[string]keyFunc{
 			"grace":    durationKey(func(c *Config) *time.Duration { return &c.Watchdog.Grace }),
 		}, p)
 	},
+	"cache": parseCache,
 	"dnstap": func(p *parser, k string, v any) error {
 		if err := parseObject(k, v, map[string]keyFunc{
 			"socket": stringKey(func(c *Config) *string { return &c.Dnstap.Socket }, validSocketPath),

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spartan-dns/spartan/actors/dnstap"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"github.com/spartan-dns/spartan/actors/state"
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +32,14 @@ type loopQuery struct {
 	rules raceRules
 	att   [maxAttempts]loopAttempt
 	natt  int
+
+	// The cache (loopcache.go): the flight this query's race is for (nil
+	// when the cache is off or the query cannot be cached); clientDone: the
+	// client has its answer (a stale one) or there is no client (a
+	// prefetch), while the race goes on; staleFired: the wait is over.
+	fl         *flight
+	clientDone bool
+	staleFired bool
 }
 
 // loopAttempt is one upstream of a query's race, on a socket of its own
@@ -63,6 +72,7 @@ func (l *Loop) alloc() int32 {
 	s := reuse(&l.free, &l.slots)
 	q := &l.slots[s]
 	q.inUse, q.decided, q.hedged, q.natt = true, false, false, 0
+	q.clientDone, q.staleFired = false, false
 	l.active++
 	return s
 }
@@ -77,6 +87,10 @@ func (l *Loop) freeQuery(s int32) {
 	if !q.decided { // only when the loop is torn down by a panic
 		l.f.End()
 	}
+	if q.fl != nil { // ditto: its waiters' clients will retry
+		l.f.flights.finish(q.fl)
+		q.fl = nil
+	}
 	q.inUse = false
 	q.gen++
 	q.rules = raceRules{}
@@ -90,6 +104,13 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 	if t := l.f.Tap; t != nil {
 		t.Message(dnstap.ClientQuery, pkt, from.addrPort(), false)
 	}
+	cacheable, miss, stale := false, false, (*cache.Entry)(nil)
+	if l.f.Cache != nil {
+		var done bool
+		if done, cacheable, miss, stale = l.lookup(pkt, from); done {
+			return // a hit: no handler_limit slot, no upstream
+		}
+	}
 	snap := l.f.Begin()
 	if snap == nil {
 		return // shed: dropped, counted by Begin
@@ -102,10 +123,34 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 		}
 		return
 	}
+	if miss {
+		l.f.Cache.Add(cache.CountMiss)
+	}
+	var fl *flight
+	if cacheable {
+		var own bool
+		if fl, own = l.join(pkt, from, stale, p); !own {
+			l.f.End()
+			return
+		}
+	}
+	l.start(snap, pkt, from, p, fl)
+}
+
+// start races query pkt for the client at from (nil: a prefetch, no
+// client) under snap, on a handler_limit slot the caller took; fl is its
+// flight, if the query is cached.
+func (l *Loop) start(snap *state.Snapshot, pkt []byte, from *sockaddr, p plan, fl *flight) {
 	s := l.alloc()
 	q := &l.slots[s]
 	q.q = append(q.q[:0], pkt...)
-	q.qEnd, q.clientID, q.client, q.kind = p.qEnd, msgID(pkt), *from, p.kind
+	q.qEnd, q.clientID, q.kind = p.qEnd, msgID(pkt), p.kind
+	if from != nil {
+		q.client = *from
+	} else {
+		q.clientDone = true
+	}
+	q.fl = fl
 	q.udpMax = snap.Config.Limits.UDPPayloadMax
 	q.rules.reset(p.route.Upstreams)
 	now := l.now()
@@ -113,6 +158,9 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 	if q.timeout <= q.hedge {
 		l.expireQ.push(timerEntry{when: now + q.timeout, slot: s, gen: q.gen})
 	} // else set by the first stall timer, for the few queries still in flight then
+	if fl != nil && fl.stale != nil {
+		l.staleQ.push(timerEntry{when: now + int64(l.f.Cache.Wait(time.Duration(q.hedge))), slot: s, gen: q.gen})
+	}
 	l.launch(s, 2, now)
 }
 
@@ -244,7 +292,9 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 		// The client first: giving the socket back is a system call that
 		// need not delay the reply.
 		setID(win, q.clientID)
+		got := l.cacheNow()
 		l.answer(s, win, OutcomeUpstream)
+		l.settleFlight(s, win, true, got)
 		l.hangUpAttempt(a, true) // true: nothing to read, the reply was read
 		l.freeOrGrace(s, now)
 		return
@@ -285,15 +335,20 @@ func (l *Loop) finish(s int32) {
 	if l.f.debug {
 		l.f.logUnanswered(q.q, outcome, q.attemptNotes())
 	}
+	l.staleFallback(s) // a failed refresh: the stale answer, when allowed
 	l.answer(s, reply, outcome)
+	l.settleFlight(s, reply, false, l.cacheNow())
 	l.freeOrGrace(s, l.now())
 }
 
-// answer sends the client its reply.
+// answer sends the client its reply, unless it has one already (a stale
+// answer) or there is none (a prefetch), and ends the race.
 func (l *Loop) answer(s int32, reply []byte, outcome Outcome) {
 	q := &l.slots[s]
-	l.send(reply, &q.client)
-	l.f.Stats.count(q.kind, outcome)
+	if !q.clientDone {
+		l.send(reply, &q.client)
+		l.f.Stats.count(q.kind, outcome)
+	}
 	l.f.End()
 	q.decided = true
 }

@@ -22,6 +22,7 @@ func setup(t *testing.T, timeout time.Duration, ups ...*dnstest.Upstream) (*forw
 	t.Helper()
 	cfg := config.Default()
 	cfg.UpstreamTimeout = timeout
+	cfg.Cache.Enabled = false // every query must reach the upstreams: the race is what these tests count
 	for _, u := range ups {
 		cfg.UpstreamResolvers = append(cfg.UpstreamResolvers, u.Addr)
 	}

@@ -35,10 +35,12 @@ const (
 	OutcomeFormErr                      // malformed or multi-question query
 	OutcomeNotImp                       // not a standard query
 	OutcomeDropped                      // too short or QR set: not answered
+	OutcomeCache                        // answered from the cache
+	OutcomeStale                        // a stale answer from the cache (RFC 8767)
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"upstream", "upstream_error", "servfail", "local", "formerr", "notimp", "dropped"}
+var outcomeNames = [numOutcomes]string{"upstream", "upstream_error", "servfail", "local", "formerr", "notimp", "dropped", "cache", "stale"}
 
 func (o Outcome) String() string { return outcomeNames[o] }
 

@@ -332,7 +332,8 @@ func TestCollector(t *testing.T) {
 	}
 	query("web.example.")
 	query("nx.example.")
-	query("x.mesos.") // no masters: SERVFAIL
+	query("x.mesos.")     // no masters: SERVFAIL
+	query("web.example.") // from the cache
 	e.fwd.Stats.Shed.Add(4)
 	e.fwd.Stats.Race.Hedges.Add(8)
 	e.fwd.Stats.Race.EscalationWins.Add(9)
@@ -372,6 +373,17 @@ func TestCollector(t *testing.T) {
 		{"spartan_race_extra_attempts_total", map[string]string{"reason": "escalation"}, 0},
 		{"spartan_race_wins_total", map[string]string{"attempt": "escalation"}, 9},
 		{"spartan_race_wins_total", map[string]string{"attempt": "hedge"}, 0},
+		{"spartan_queries_total", map[string]string{"route": "default", "outcome": "cache"}, 1},
+		{"spartan_cache_hits_total", nil, 1},
+		{"spartan_cache_misses_total", nil, 2}, // web, nx (x.mesos has no upstream to cache from)
+		{"spartan_cache_entries", nil, float64(e.fwd.Cache.Stats().Entries)},
+		{"spartan_cache_stale_total", nil, 0},
+		{"spartan_cache_prefetches_total", nil, 0},
+		{"spartan_cache_coalesced_total", nil, 0},
+		{"spartan_cache_evictions_total", nil, 0},
+	}
+	if e.fwd.Cache.Stats().Entries < 1 || e.fwd.Cache.Stats().Bytes <= 0 {
+		t.Errorf("cache stats %+v: want web.example. cached", e.fwd.Cache.Stats())
 	}
 	for _, tc := range tests {
 		m := metric(t, fams, tc.name, tc.labels)

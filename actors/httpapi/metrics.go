@@ -89,6 +89,24 @@ var (
 	descRaceWins = prometheus.NewDesc("spartan_race_wins_total",
 		"Races won by an attempt beyond the first two, by its reason; the rest of the upstream outcome was won by the first two.",
 		[]string{"attempt"}, nil)
+
+	// The answer cache (absent when it is off).
+	descCacheEntries = prometheus.NewDesc("spartan_cache_entries",
+		"Entries in the answer cache.", nil, nil)
+	descCacheBytes = prometheus.NewDesc("spartan_cache_bytes",
+		"Bytes of the cached replies, keys and TTL offsets (not Go's own overheads).", nil, nil)
+	descCacheHits = prometheus.NewDesc("spartan_cache_hits_total",
+		"Queries answered fresh from the cache.", nil, nil)
+	descCacheMisses = prometheus.NewDesc("spartan_cache_misses_total",
+		"Cacheable queries with no fresh entry (they raced, refreshed or waited).", nil, nil)
+	descCacheStale = prometheus.NewDesc("spartan_cache_stale_total",
+		"Stale answers given (RFC 8767).", nil, nil)
+	descCachePrefetches = prometheus.NewDesc("spartan_cache_prefetches_total",
+		"Background refreshes started by a hit in the last 10% of an entry's TTL.", nil, nil)
+	descCacheCoalesced = prometheus.NewDesc("spartan_cache_coalesced_total",
+		"Queries that waited for an identical query's race instead of racing.", nil, nil)
+	descCacheEvictions = prometheus.NewDesc("spartan_cache_evictions_total",
+		"Entries evicted to stay within cache.max_entries.", nil, nil)
 )
 
 // Collector is a prometheus.Collector over Spartan's atomics.
@@ -101,7 +119,9 @@ func NewCollector(src Sources) *Collector { return &Collector{src: src} }
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descReplies, descFailures, descStalls, descLatency,
 		descScore, descShed, descRefused, descInFlight, descMasters, descMastersRead, descRaceAttempts, descRaceWins, descAnswer, descTapSent, descTapDropped,
-		descTCPClosed, descReloads, descNoUpstreams} {
+		descTCPClosed, descReloads, descNoUpstreams,
+		descCacheEntries, descCacheBytes, descCacheHits, descCacheMisses, descCacheStale, descCachePrefetches,
+		descCacheCoalesced, descCacheEvictions} {
 		ch <- d
 	}
 }
@@ -115,7 +135,8 @@ func possible(r forwarder.RouteKind, o forwarder.Outcome) bool {
 	case forwarder.RouteLocal:
 		return o == forwarder.OutcomeLocal
 	default:
-		return o == forwarder.OutcomeUpstream || o == forwarder.OutcomeUpstreamError || o == forwarder.OutcomeServFail
+		return o == forwarder.OutcomeUpstream || o == forwarder.OutcomeUpstreamError || o == forwarder.OutcomeServFail ||
+			o == forwarder.OutcomeCache || o == forwarder.OutcomeStale
 	}
 }
 
@@ -136,6 +157,25 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRaceAttempts, prometheus.CounterValue, float64(rs.Escalations.Load()), "escalation")
 		ch <- prometheus.MustNewConstMetric(descRaceWins, prometheus.CounterValue, float64(rs.HedgeWins.Load()), "hedge")
 		ch <- prometheus.MustNewConstMetric(descRaceWins, prometheus.CounterValue, float64(rs.EscalationWins.Load()), "escalation")
+		if f.Cache != nil {
+			s := f.Cache.Stats()
+			for _, m := range []struct {
+				d *prometheus.Desc
+				t prometheus.ValueType
+				v float64
+			}{
+				{descCacheEntries, prometheus.GaugeValue, float64(s.Entries)},
+				{descCacheBytes, prometheus.GaugeValue, float64(s.Bytes)},
+				{descCacheHits, prometheus.CounterValue, float64(s.Hits)},
+				{descCacheMisses, prometheus.CounterValue, float64(s.Misses)},
+				{descCacheStale, prometheus.CounterValue, float64(s.Stale)},
+				{descCachePrefetches, prometheus.CounterValue, float64(s.Prefetches)},
+				{descCacheCoalesced, prometheus.CounterValue, float64(s.Coalesced)},
+				{descCacheEvictions, prometheus.CounterValue, float64(s.Evictions)},
+			} {
+				ch <- prometheus.MustNewConstMetric(m.d, m.t, m.v)
+			}
+		}
 	}
 	var lastRead float64
 	if c.src.MastersLastRead != nil {

@@ -13,8 +13,11 @@ import (
 func (d *daemon) addAPI(root *supervisor.Sup) {
 	api := root.Supervisor("api", groupOpts)
 	if d.cfg.CtlSocket != "" {
-		api.Actor("ctl", ctl.New(d.cfg.CtlSocket, api.Path()+"/ctl", d.tree, d.store,
-			d.log.With().Str("actor", "ctl").Logger()))
+		a := ctl.New(d.cfg.CtlSocket, api.Path()+"/ctl", d.tree, d.store, d.log.With().Str("actor", "ctl").Logger())
+		if d.fwd.Cache != nil { // a nil *cache.Cache in the interface would not be nil
+			a.WithCache(d.fwd.Cache)
+		}
+		api.Actor("ctl", a)
 	}
 	if d.tap != nil {
 		api.Actor("dnstap", d.tap)
