@@ -163,7 +163,9 @@ func (h *harness) noteCommand(kind string, argv []string) {
 func brief(sc *scenario, s sample) string {
 	var parts []string
 	for _, m := range sc.metrics {
-		parts = append(parts, m.key+"="+fmtValue(s[m.key], m.unit))
+		if v, ok := s[m.key]; ok { // derived figures (added latency) are not in a sample
+			parts = append(parts, m.key+"="+fmtValue(v, m.unit))
+		}
 	}
 	return strings.Join(parts, " ")
 }

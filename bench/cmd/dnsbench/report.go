@@ -80,7 +80,7 @@ func (h *harness) writeSetup(b *strings.Builder) {
 		fmt.Fprintf(b, "- Scenario 1 load: `%s` (shown for the first row measured; `-s`/`-p` differ per row). "+
 			"CPU µs/query: the row's utime+stime (all its processes; for `direct`, the NSD processes) over the run, per completed query.\n", c)
 	}
-	fmt.Fprintf(b, "- Scenarios 2-5 load: our open-loop client (fixed schedule, %d UDP sockets); a query with no NOERROR reply "+
+	fmt.Fprintf(b, "- Scenarios 2-7 and 9 load: our open-loop client (fixed schedule, %d UDP sockets); a query with no NOERROR reply "+
 		"within %v is lost, and counts as infinitely slow in percentiles (a p99 of `lost` means more than 1%% lost). "+
 		"Scenario 2: %d qps for %v after a %v warm-up. Scenarios 3-5: %d qps for %v; scenario 4 freezes the NSD on %s "+
 		"with SIGSTOP at %v (SIGCONT after the run); silent upstreams read every query and never answer (UDP and TCP).\n",
@@ -138,7 +138,8 @@ func (h *harness) cell(sc *scenario, rowName, key string) cell {
 }
 
 func ratio(v, d float64) float64 {
-	if math.IsNaN(v) || math.IsNaN(d) || d == 0 || (math.IsInf(v, 0) && math.IsInf(d, 0)) {
+	// Against a lost direct figure (+Inf) no ratio says anything.
+	if math.IsNaN(v) || math.IsNaN(d) || d == 0 || math.IsInf(d, 0) {
 		return math.NaN()
 	}
 	return v / d
