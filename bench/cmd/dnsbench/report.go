@@ -124,10 +124,10 @@ func (h *harness) cell(sc *scenario, rowName, key string) cell {
 		}
 		d, dok := direct[r.round]
 		if added {
-			v = math.NaN()
-			if dok {
-				v = r.s[base] - d[base]
+			if !dok {
+				continue // no direct figure this round: nothing to subtract
 			}
+			v = r.s[base] - d[base]
 		} else if dok {
 			ratios = append(ratios, ratio(v, d[key]))
 		}
