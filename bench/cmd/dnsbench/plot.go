@@ -38,6 +38,9 @@ func plotPerSecond(path, title, yLabel string, ss []series) error {
 	if err := addLines(p, ss, func(x, y float64) bool { return !math.IsNaN(y) }); err != nil {
 		return err
 	}
+	// Lines run along the top (fine) and, for a row that gives up, along
+	// the bottom: the legend goes in between.
+	p.Legend.YOffs = plotHeight / 4
 	return save(p, path)
 }
 
@@ -88,8 +91,10 @@ func addLines(p *plot.Plot, ss []series, keep func(x, y float64) bool) error {
 	return nil
 }
 
+const plotHeight = 4.5 * vg.Inch
+
 func save(p *plot.Plot, path string) error {
-	if err := p.Save(9*vg.Inch, 4.5*vg.Inch, path); err != nil {
+	if err := p.Save(9*vg.Inch, plotHeight, path); err != nil {
 		return fmt.Errorf("write plot %s: %w", path, err)
 	}
 	return nil
