@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -314,6 +315,11 @@ func thaw(ps ...*proc) {
 // packetLoss drops opts.lossPct % of the datagrams to and from every
 // upstream for the run, and records the share its rules really dropped.
 func packetLoss(_ context.Context, h *harness, _ *target, _ *loadSpec) (func(sample), error) {
+	// In the caller's namespace the rules would also drop whatever else
+	// talks to 127.0.1.x:53 on this machine.
+	if os.Getenv(netnsEnv) == "" {
+		return nil, fmt.Errorf("scenario 6 runs only in the benchmark's own network namespace (drop -netns=false)")
+	}
 	if err := nftAvailable(); err != nil {
 		return nil, err
 	}
