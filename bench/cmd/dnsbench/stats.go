@@ -52,9 +52,7 @@ func summarize(lat []int64, errReplies int) loadSummary {
 
 // pctMs is the nearest-rank percentile of sorted latencies, in ms.
 func pctMs(sorted []int64, p float64) float64 {
-	// The epsilon keeps float error from moving a rank up by one
-	// (0.99 × 100 is 99.00000000000001, whose ceiling is 100).
-	i := int(math.Ceil(p*float64(len(sorted))-1e-9)) - 1
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
 	if i < 0 {
 		i = 0
 	}

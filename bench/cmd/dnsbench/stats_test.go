@@ -112,9 +112,9 @@ func TestSummarizeLostAndMax(t *testing.T) {
 	}
 }
 
-func TestPercentileRankIsExact(t *testing.T) {
-	// 100 values 1..100 ms: p99 is the 99th, not the 100th (0.99 × 100 is
-	// 99.00000000000001 in floating point).
+func TestPercentileRanks(t *testing.T) {
+	// 100 values 1..100 ms: nearest rank, so p99 is the 99th and the max
+	// the 100th.
 	lat := make([]int64, 100)
 	for i := range lat {
 		lat[i] = int64(i+1) * 1e6
