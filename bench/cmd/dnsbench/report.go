@@ -272,7 +272,7 @@ func fmtCell(c cell, unit string, direct bool) string {
 		return "failed"
 	}
 	s := fmtValue(c.v, unit)
-	if !direct && !math.IsNaN(c.ratio) {
+	if !direct && !math.IsNaN(c.ratio) && unit != "count" && unit != "share%" {
 		s += " (×" + fmtRatio(c.ratio) + ")"
 	}
 	return s
@@ -306,7 +306,7 @@ func fmtValue(v float64, unit string) string {
 			return fmt.Sprintf("%.3f", v)
 		}
 		return fmt.Sprintf("%.1f", v)
-	case "%":
+	case "%", "share%":
 		return fmt.Sprintf("%.2f", v)
 	case "µs", "MiB":
 		return fmt.Sprintf("%.1f", v)

@@ -26,7 +26,11 @@ type target struct {
 
 type metric struct {
 	key, title string
-	unit       string // "ms" prints +Inf as "lost"; "%" and others as numbers
+	// "ms" prints +Inf as "lost"; "%" and others as numbers. "count" (a
+	// number of queries) and "share%" (a percentage of something other
+	// than the row's own performance) get no ratio to direct: 0 lost
+	// against direct's 98 is not "×0.00" of anything.
+	unit string
 }
 
 type scenario struct {
@@ -58,7 +62,7 @@ func (sc *scenario) skips(r *row) string {
 
 var failMetrics = []metric{
 	{"ok_pct", "answered %", "%"}, {"fast_pct", "≤100 ms %", "%"},
-	{"p99", "p99 ms", "ms"}, {"err", "error replies", "n"},
+	{"p99", "p99 ms", "ms"}, {"err", "error replies", "count"},
 }
 
 // tailMetrics are the figures of the failures a forwarder can only hide by
@@ -67,7 +71,7 @@ var failMetrics = []metric{
 var tailMetrics = []metric{
 	{"ok_pct", "answered %", "%"}, {"fast_pct", "≤100 ms %", "%"},
 	{"p99", "p99 ms", "ms"}, {"p999", "p99.9 ms", "ms"}, {"max", "max ms", "ms"},
-	{"lost", "lost", "n"}, {"err", "error replies", "n"},
+	{"lost", "lost", "count"}, {"err", "error replies", "count"},
 }
 
 func scenarios() []*scenario {
@@ -91,7 +95,7 @@ func scenarios() []*scenario {
 			headline: "fast_pct", perSecond: true, metrics: failMetrics, run: runFailure(nil)},
 		{id: 6, name: "packet loss on every upstream (each way, at random)", kinds: all3,
 			headline: "fast_pct", perSecond: true, run: runFailure(packetLoss),
-			metrics: append(slices.Clone(tailMetrics), metric{"drop_pct", "datagrams dropped %", "%"})},
+			metrics: append(slices.Clone(tailMetrics), metric{"drop_pct", "datagrams dropped %", "share%"})},
 		{id: 7, name: "one upstream stutters (SIGSTOP for a moment, periodically)", kinds: all3,
 			headline: "fast_pct", perSecond: true, metrics: tailMetrics, run: runFailure(stutter)},
 		{id: 8, name: "hit path: every row's own cache on, warmed (dnsperf closed loop)", kinds: all3, cache: true,
@@ -102,7 +106,7 @@ func scenarios() []*scenario {
 		{id: 9, name: "all upstreams down (SIGSTOP) after a warm-up, past the TTL", kinds: all3, cache: true, noDirect: true,
 			headline: "fast_pct", perSecond: true, run: runFailure(allDown),
 			metrics: []metric{{"ok_pct", "answered %", "%"}, {"fast_pct", "≤100 ms %", "%"},
-				{"p99", "p99 ms", "ms"}, {"lost", "lost", "n"}, {"err", "error replies", "n"}}},
+				{"p99", "p99 ms", "ms"}, {"lost", "lost", "count"}, {"err", "error replies", "count"}}},
 	}
 }
 
