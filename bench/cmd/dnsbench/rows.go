@@ -190,9 +190,10 @@ func dnsmasqArgv(e *rowEnv, r *row) ([]string, error) {
 // unboundArgv: Unbound forwarding everything to the three upstreams (no
 // recursion, no DNSSEC validation: the zone is unsigned and has no trust
 // anchor; "test." is one of the zones Unbound answers NXDOMAIN for itself
-// unless told otherwise), with RFC 8767 serve-expired as its manual recommends it (wait
-// up to 1.8 s for a refresh, then the stale answer) and prefetch. One
-// thread per core, like the other rows that use every core.
+// unless told otherwise), with RFC 8767 serve-expired as its manual
+// recommends it (wait up to 1.8 s for a refresh, then the stale answer)
+// and prefetch. One thread per core, like the other rows that use every
+// core.
 func unboundArgv(e *rowEnv, r *row) ([]string, error) {
 	dir := filepath.Join(e.dir, r.name)
 	var b strings.Builder
