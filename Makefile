@@ -6,8 +6,8 @@ BIN      := bin
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.Version=$(VERSION)
 # Debian packages the tests use: dig, named + dnssec tools, ZooKeeper, ip, systemd-analyze,
-# nsd (the benchmark harness's own tests), lintian (the package's check).
-TEST_DEBS := bind9 bind9-dnsutils bind9-utils zookeeper iproute2 procps systemd nsd lintian
+# nsd and nftables (the benchmark harness's own tests), lintian (the package's check).
+TEST_DEBS := bind9 bind9-dnsutils bind9-utils zookeeper iproute2 procps systemd nsd nftables lintian
 # Packages whose tests exercise concurrency: run under the race detector.
 RACE_PKGS := ./supervisor/... ./actors/... ./msg/...
 
