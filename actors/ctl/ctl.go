@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/supervisor"
 )
@@ -35,7 +36,21 @@ type Actor struct {
 	self   string // the actor's own tree path, e.g. "/spartan/api/ctl"
 	tree   Tree
 	store  *state.Store
+	cache  Cache
 	log    zerolog.Logger
+}
+
+// Cache is what the actor needs of the answer cache.
+type Cache interface {
+	Stats() cache.Stats
+	Flush(name string) (int, error)
+}
+
+// WithCache makes the actor answer the cache commands from c (nil: the
+// cache is off) and returns it.
+func (a *Actor) WithCache(c Cache) *Actor {
+	a.cache = c
+	return a
 }
 
 // New returns the control-socket actor serving socket. self is the actor's
@@ -242,9 +257,26 @@ func (a *Actor) handle(c net.Conn, line []byte) bool {
 		return a.reply(c, Response{OK: true, Upstreams: Upstreams(a.store.Load())})
 	case CmdKill:
 		return a.kill(c, req.Path)
+	case CmdCache, CmdCacheFlush:
+		return a.reply(c, a.cacheCmd(req))
 	default:
-		return a.reply(c, fail(CodeUnknownCommand, fmt.Sprintf("unknown command %q (want tree, kill or upstreams)", req.Cmd)))
+		return a.reply(c, fail(CodeUnknownCommand, fmt.Sprintf("unknown command %q (want tree, kill, upstreams, cache or cache_flush)", req.Cmd)))
 	}
+}
+
+func (a *Actor) cacheCmd(req Request) Response {
+	if a.cache == nil {
+		return fail(CodeCacheOff, "the cache is off (cache.enabled is false)")
+	}
+	if req.Cmd == CmdCache {
+		s := a.cache.Stats()
+		return Response{OK: true, Cache: &s}
+	}
+	n, err := a.cache.Flush(req.Name)
+	if err != nil {
+		return fail(CodeBadRequest, fmt.Sprintf("cache flush %q: %v", req.Name, err))
+	}
+	return Response{OK: true, Flushed: &n}
 }
 
 func (a *Actor) kill(c net.Conn, path string) bool {

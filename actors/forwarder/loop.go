@@ -3,11 +3,13 @@ package forwarder
 import (
 	"errors"
 	"fmt"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,8 +56,12 @@ type Loop struct {
 	stallQ  timerHeap  // per attempt: no reply by its send time + the hedge delay
 	expireQ timerQueue // per query still in flight at its first stall timer: upstream_timeout after it came
 	graceQ  timerQueue // per answered query: stop reading its losers
+	staleQ  timerHeap  // per refresh of an expired cache entry: the end of its wait (loopcache.go)
 
 	buf    []byte // scratch for one datagram, client query or upstream reply
+	out    []byte // scratch for one answer rendered from the cache
+	kbuf   cache.KeyBuf
+	key    cache.Query // the cache key of the query being accepted, in kbuf
 	events [128]unix.EpollEvent
 }
 
@@ -95,6 +101,9 @@ func (f *Forwarder) NewLoop(lis *Socket, reply *ReplyPath) (*Loop, error) {
 		return nil, os.NewSyscallError("fcntl", err)
 	}
 	l := &Loop{f: f, ep: ep, epf: os.NewFile(uintptr(ep), "epoll"), wake: wake, reply: reply, epoch: time.Now(), buf: make([]byte, 65535)}
+	if f.Cache != nil {
+		l.out = make([]byte, replyBufLen)
+	}
 	if err := l.add(wake, tagWake, 0); err != nil {
 		l.closeFDs()
 		return nil, err
@@ -269,6 +278,9 @@ func (l *Loop) readListener() {
 // send writes a reply to a client: through the listener socket while the
 // loop has it, else through the reply path (a restarted listener's).
 func (l *Loop) send(b []byte, to *sockaddr) {
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ClientResponse, b, to.addrPort(), false)
+	}
 	if l.lis != nil {
 		to.sendto(l.lis.fd, b)
 		return

@@ -4,6 +4,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/spartan-dns/spartan/actors/dnstap"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"github.com/spartan-dns/spartan/actors/state"
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +32,14 @@ type loopQuery struct {
 	rules raceRules
 	att   [maxSends]loopAttempt
 	natt  int
+
+	// The cache (loopcache.go): the flight this query's race is for (nil
+	// when the cache is off or the query cannot be cached); clientDone: the
+	// client has its answer (a stale one) or there is no client (a
+	// prefetch), while the race goes on; staleFired: the wait is over.
+	fl         *flight
+	clientDone bool
+	staleFired bool
 }
 
 // loopAttempt is one upstream of a query's race, on a socket of its own
@@ -44,6 +54,7 @@ type loopAttempt struct {
 	up    int8  // the upstream's index in the route (raceRules)
 	id    uint16
 	sent  int64 // loop clock
+	rcode uint8 // for the debug log: the reply's rcode + 1; 0: no reply; failedFast
 }
 
 func (a *loopAttempt) outstanding() bool { return !a.score.Ended() }
@@ -62,6 +73,7 @@ func (l *Loop) alloc() int32 {
 	s := reuse(&l.free, &l.slots)
 	q := &l.slots[s]
 	q.inUse, q.decided, q.hedged, q.natt = true, false, false, 0
+	q.clientDone, q.staleFired = false, false
 	l.active++
 	return s
 }
@@ -76,6 +88,10 @@ func (l *Loop) freeQuery(s int32) {
 	if !q.decided { // only when the loop is torn down by a panic
 		l.f.End()
 	}
+	if q.fl != nil { // ditto: its waiters' clients will retry
+		l.f.flights.finish(q.fl)
+		q.fl = nil
+	}
 	q.inUse = false
 	q.gen++
 	q.rules = raceRules{}
@@ -86,6 +102,16 @@ func (l *Loop) freeQuery(s int32) {
 
 // accept starts one client query read from the listener socket.
 func (l *Loop) accept(pkt []byte, from *sockaddr) {
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ClientQuery, pkt, from.addrPort(), false)
+	}
+	cacheable, miss, stale := false, false, (*cache.Entry)(nil)
+	if l.f.Cache != nil {
+		var done bool
+		if done, cacheable, miss, stale = l.lookup(pkt, from); done {
+			return // a hit: no handler_limit slot, no upstream
+		}
+	}
 	snap := l.f.Begin()
 	if snap == nil {
 		return // shed: dropped, counted by Begin
@@ -98,10 +124,34 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 		}
 		return
 	}
+	if miss {
+		l.f.Cache.Add(cache.CountMiss)
+	}
+	var fl *flight
+	if cacheable {
+		var own bool
+		if fl, own = l.join(pkt, from, stale, p); !own {
+			l.f.End()
+			return
+		}
+	}
+	l.start(snap, pkt, from, p, fl)
+}
+
+// start races query pkt for the client at from (nil: a prefetch, no
+// client) under snap, on a handler_limit slot the caller took; fl is its
+// flight, if the query is cached.
+func (l *Loop) start(snap *state.Snapshot, pkt []byte, from *sockaddr, p plan, fl *flight) {
 	s := l.alloc()
 	q := &l.slots[s]
 	q.q = append(q.q[:0], pkt...)
-	q.qEnd, q.clientID, q.client, q.kind = p.qEnd, msgID(pkt), *from, p.kind
+	q.qEnd, q.clientID, q.kind = p.qEnd, msgID(pkt), p.kind
+	if from != nil {
+		q.client = *from
+	} else {
+		q.clientDone = true
+	}
+	q.fl = fl
 	q.udpMax = snap.Config.Limits.UDPPayloadMax
 	q.rules.reset(p.route.Upstreams)
 	now := l.now()
@@ -109,6 +159,9 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 	if q.timeout <= q.hedge {
 		l.expireQ.push(timerEntry{when: now + q.timeout, slot: s, gen: q.gen})
 	} // else set by the first stall timer, for the few queries still in flight then
+	if fl != nil && fl.stale != nil {
+		l.staleQ.push(timerEntry{when: now + int64(l.f.Cache.Wait(time.Duration(q.hedge))), slot: s, gen: q.gen})
+	}
 	l.launch(s, 2, now)
 }
 
@@ -152,6 +205,7 @@ func (l *Loop) sendAttempt(s int32, i int, now int64) bool {
 	a.score.Start(q.rules.ups[i])
 	if err := l.sendUpstream(s, k, q, a); err != nil {
 		a.score.Failed()
+		a.rcode = failedFast
 		l.hangUpAttempt(a, false)
 		return false
 	}
@@ -188,6 +242,9 @@ func (l *Loop) sendUpstream(s int32, k int, q *loopQuery, a *loopAttempt) error 
 	setID(q.q, a.id)
 	if errno := rawSend(l.up.socks[i].fd, q.q); errno != 0 {
 		return os.NewSyscallError("send", errno)
+	}
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ForwarderQuery, q.q, a.score.Upstream().Addr, false)
 	}
 	return nil
 }
@@ -244,9 +301,13 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	if validateReply(msg, a.id, q.q[headerLen:q.qEnd]) != nil {
 		return
 	}
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ForwarderResponse, msg, a.score.Upstream().Addr, false)
+	}
 	now := l.now()
 	good := isGoodRcode(rcode(msg))
 	a.score.Replied(good, time.Duration(now-a.sent))
+	a.rcode = uint8(rcode(msg)) + 1
 	if q.decided {
 		l.hangUpAttempt(a, true)
 		l.freeIfQuiet(s)
@@ -257,10 +318,13 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	}
 	win, more := q.rules.settle(int(a.up), msg)
 	if win != nil {
+		q.rules.won(l.f, a.score.Upstream(), time.Duration(now-q.start))
 		// The client first: giving the socket back is a system call that
 		// need not delay the reply.
 		setID(win, q.clientID)
+		got := l.cacheNow()
 		l.answer(s, win, OutcomeUpstream)
+		l.settleFlight(s, win, true, got)
 		l.hangUpAttempt(a, true) // true: nothing to read, the reply was read
 		l.freeOrGrace(s, now)
 		return
@@ -274,6 +338,7 @@ func (l *Loop) attemptFailed(s int32, k int) {
 	q := &l.slots[s]
 	a := &q.att[k]
 	a.score.Failed()
+	a.rcode = failedFast
 	l.hangUpAttempt(a, false)
 	if q.decided {
 		l.freeIfQuiet(s)
@@ -297,15 +362,23 @@ func (l *Loop) finish(s int32) {
 	q := &l.slots[s]
 	setID(q.q, q.clientID)
 	reply, outcome := q.rules.final(q.q, q.qEnd)
+	if l.f.debug {
+		l.f.logUnanswered(q.q, outcome, q.attemptNotes())
+	}
+	l.staleFallback(s) // a failed refresh: the stale answer, when allowed
 	l.answer(s, reply, outcome)
+	l.settleFlight(s, reply, false, l.cacheNow())
 	l.freeOrGrace(s, l.now())
 }
 
-// answer sends the client its reply.
+// answer sends the client its reply, unless it has one already (a stale
+// answer) or there is none (a prefetch), and ends the race.
 func (l *Loop) answer(s int32, reply []byte, outcome Outcome) {
 	q := &l.slots[s]
-	l.send(reply, &q.client)
-	l.f.Stats.count(q.kind, outcome)
+	if !q.clientDone {
+		l.send(reply, &q.client)
+		l.f.Stats.count(q.kind, outcome)
+	}
 	l.f.End()
 	q.decided = true
 }

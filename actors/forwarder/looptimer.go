@@ -17,6 +17,9 @@ func (l *Loop) nextTimer() time.Time {
 	if e, set := l.stallQ.first(); set {
 		next, ok = e.when, true
 	}
+	if e, set := l.staleQ.first(); set && (!ok || e.when < next) {
+		next, ok = e.when, true
+	}
 	for _, q := range [...]*timerQueue{&l.expireQ, &l.graceQ} {
 		if e, set := q.first(); set && (!ok || e.when < next) {
 			next, ok = e.when, true
@@ -47,6 +50,18 @@ func (l *Loop) dropIdleTimers() {
 			t.pop(e.when)
 		}
 	}
+	for e, ok := l.staleQ.first(); ok && !l.staleHasWork(e); e, ok = l.staleQ.first() {
+		l.staleQ.pop(e.when)
+	}
+}
+
+// staleHasWork says whether the refresh wait e ends for a race still on.
+func (l *Loop) staleHasWork(e timerEntry) bool {
+	if !l.queryLive(e) {
+		return false
+	}
+	q := &l.slots[e.slot]
+	return !q.decided && !q.staleFired && q.fl != nil
 }
 
 // queryLive says whether the query timer e was set for is still in flight.
@@ -99,6 +114,11 @@ func (l *Loop) fireTimers(now int64) {
 			if !q.decided {
 				l.again(e.slot, now)
 			}
+		}
+	}
+	for e, ok := l.staleQ.pop(now); ok; e, ok = l.staleQ.pop(now) {
+		if l.staleHasWork(e) {
+			l.staleTimer(e.slot)
 		}
 	}
 	for e, ok := l.expireQ.pop(now); ok; e, ok = l.expireQ.pop(now) {

@@ -22,6 +22,7 @@ func setup(t *testing.T, timeout time.Duration, ups ...*dnstest.Upstream) (*forw
 	t.Helper()
 	cfg := config.Default()
 	cfg.UpstreamTimeout = timeout
+	cfg.Cache.Enabled = false // every query must reach the upstreams: the race is what these tests count
 	for _, u := range ups {
 		cfg.UpstreamResolvers = append(cfg.UpstreamResolvers, u.Addr)
 	}
@@ -175,6 +176,11 @@ func testFastFailuresTryNextHealthiest(t *testing.T, handle handleFunc) {
 	if r1.Count() != 1 || r2.Count() != 1 || g1.Count()+g2.Count() < 1 {
 		t.Errorf("queries seen: %d %d %d %d", r1.Count(), r2.Count(), g1.Count(), g2.Count())
 	}
+	rs := &f.Stats.Race
+	if rs.Escalations.Load() != 2 || rs.EscalationWins.Load() != 1 || rs.Hedges.Load() != 0 || rs.HedgeWins.Load() != 0 {
+		t.Errorf("race stats: escalations %d (won %d), hedges %d (won %d); want 2 (1), 0 (0)",
+			rs.Escalations.Load(), rs.EscalationWins.Load(), rs.Hedges.Load(), rs.HedgeWins.Load())
+	}
 }
 
 func TestHedgeWhenChosenUpstreamsAreSilent(t *testing.T) {
@@ -195,6 +201,10 @@ func testHedgeWhenChosenUpstreamsAreSilent(t *testing.T, handle handleFunc) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("answered after %v: the hedge did not start the third upstream", d)
+	}
+	if rs := &f.Stats.Race; rs.Hedges.Load() != 1 || rs.HedgeWins.Load() != 1 || rs.Escalations.Load() != 0 {
+		t.Errorf("race stats: hedges %d (won %d), escalations %d; want 1 (1), 0",
+			rs.Hedges.Load(), rs.HedgeWins.Load(), rs.Escalations.Load())
 	}
 	// The silent ones counted a stall each, so health now avoids them.
 	waitFor(t, "stalls", func() bool {

@@ -36,7 +36,7 @@ func TestRetransmitRule(t *testing.T) {
 		{name: "TCP: no retransmit", ups: 2, udp: false, want: []int{-1, -1}, gaps: []time.Duration{0, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &Forwarder{Rand: rand.New(rand.NewPCG(3, 4)).IntN}
+			f := &Forwarder{Rand: rand.New(rand.NewPCG(3, 4)).IntN, Stats: &Stats{}}
 			ups := upstreamsWithScores(make([]int, tc.ups)...)
 			var r raceRules
 			r.reset(ups)

@@ -61,6 +61,10 @@ type raceRules struct {
 	rounds      int    // hedge and retry timers fired
 	pending     int    // started (attempts and retransmits), not yet settled
 	fallback    []byte // first non-winning upstream reply, owned by the rules
+
+	escalated bool   // every started attempt failed fast once: later ones are escalations
+	hedges    uint64 // bit i: ups[i] was started by the hedge delay
+	escs      uint64 // bit i: ups[i] was started by an escalation
 }
 
 func (r *raceRules) reset(ups []*state.Upstream) {
@@ -78,6 +82,15 @@ func (r *raceRules) next(f *Forwarder) int {
 		return -1
 	}
 	r.tried |= 1 << i
+	if r.launched >= 2 { // beyond the first two: counted by why (RaceStats)
+		if r.escalated {
+			r.escs |= 1 << i
+			f.Stats.Race.Escalations.Add(1)
+		} else {
+			r.hedges |= 1 << i
+			f.Stats.Race.Hedges.Add(1)
+		}
+	}
 	r.launched++
 	r.pending++
 	return i
@@ -100,6 +113,7 @@ func (r *raceRules) again(f *Forwarder, udp bool) int {
 	}
 	r.retransmits++
 	r.pending++
+	f.Stats.Race.Retransmits.Add(1)
 	return i
 }
 
@@ -133,9 +147,31 @@ func (r *raceRules) settle(i int, reply []byte) (win []byte, more int) {
 		r.fallback = reply
 	}
 	if r.pending == 0 {
+		r.escalated = true
 		return nil, 2 // all failed fast: try the next healthiest
 	}
 	return nil, 0
+}
+
+// won records a race won by u's reply, d after the query came: the answer
+// latency, and the win when u was a hedge or an escalation attempt.
+func (r *raceRules) won(f *Forwarder, u *state.Upstream, d time.Duration) {
+	f.Stats.Answer.Observe(d)
+	if r.hedges|r.escs == 0 {
+		return
+	}
+	for i, x := range r.ups {
+		if x != u {
+			continue
+		}
+		switch {
+		case r.escs&(1<<i) != 0:
+			f.Stats.Race.EscalationWins.Add(1)
+		case r.hedges&(1<<i) != 0:
+			f.Stats.Race.HedgeWins.Add(1)
+		}
+		return
+	}
 }
 
 // final is the reply when nothing won: an upstream's own error reply if

@@ -23,6 +23,7 @@ func TestLoopRecyclesUpstreamSockets(t *testing.T) {
 	a := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.9.9.9"))
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{a.Addr}
+	cfg.Cache.Enabled = false // every query must reach the upstream: it counts sockets per upstream query
 	f := New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop())
 
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)

@@ -43,6 +43,10 @@ type Options struct {
 	Store     *state.Store
 	Forwarder *forwarder.Forwarder
 	Metrics   *Metrics
+	// Pprof serves /debug/pprof/ (config http_pprof). Off by default: any
+	// local process, host-network containers included, could otherwise
+	// burn the node's CPU with a profile or read query names in a heap.
+	Pprof bool
 }
 
 // Server is the HTTP actor. The value outlives restarts; each Serve binds
@@ -126,12 +130,14 @@ func (s *Server) routes() http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed", r.Method))
 		})
 	}
-	// Profiles, for operators chasing CPU or memory on a live node. The
-	// listener is loopback by default (http_listen).
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	// Profiles, for operators chasing CPU or memory on a live node, only
+	// when the config asks for them (http_pprof).
+	if s.opts.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	get("/v1/version", s.version)
 	get("/v1/hosts/{host}", s.hosts)
 	get("/v1/services/{service}", s.services)

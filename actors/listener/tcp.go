@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"net"
 	"net/netip"
 	"os"
@@ -156,7 +157,11 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 		inflight sync.WaitGroup
 		pending  atomic.Int64
 		slots    = make(chan struct{}, l.limits.TCPPipeline)
+		client   netip.AddrPort // for the dnstap log
 	)
+	if l.fwd.Tap != nil {
+		client = c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	}
 	// When the run ends, the connection goes on reading for endGrace only:
 	// a query the client sent just before (still in the socket buffer) is
 	// answered, not reset. Then it stops reading (not closing: the queries
@@ -239,9 +244,15 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 			defer func() { <-slots }()
 			defer pending.Add(-1)
 			defer l.fwd.End()
+			if t := l.fwd.Tap; t != nil {
+				t.Message(dnstap.ClientQuery, q, client, true)
+			}
 			r := l.fwd.Answer(snap, q, true)
 			if r == nil {
 				return
+			}
+			if t := l.fwd.Tap; t != nil {
+				t.Message(dnstap.ClientResponse, r, client, true)
 			}
 			frame := forwarder.AppendFrame(make([]byte, 0, 2+len(r)), r)
 			wmu.Lock()

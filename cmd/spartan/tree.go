@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/iface"
 	"github.com/spartan-dns/spartan/actors/listener"
@@ -45,6 +46,11 @@ type daemon struct {
 	udp   []*listener.UDP
 	tcp   []*listener.TCP
 
+	tap *dnstap.Tap // nil: dnstap off
+
+	// mastersRead is the masters watcher's last good read (nil: none runs).
+	mastersRead func() time.Time
+
 	reloads *upgrader // nil in tests that build a daemon without main
 
 	// failed carries the exit code when an actor decides the process must
@@ -59,6 +65,9 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, inh inherited, notify wat
 	reg := state.NewRegistry()
 	d := &daemon{cfg: cfg, log: log, store: state.NewStore(cfg, reg), failed: make(chan int, 1)}
 	d.fwd = forwarder.New(d.store, log)
+	if tap := dnstap.New(cfg.Dnstap.Socket, cfg.Dnstap.File, "spartan "+Version, log.With().Str("actor", "dnstap").Logger()); tap != nil {
+		d.fwd.Tap, d.tap = tap, tap
+	}
 	d.tree = supervisor.New("spartan", rootOpts, log)
 	root := d.tree.Root()
 
@@ -69,6 +78,9 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, inh inherited, notify wat
 	lookup := masters.UpstreamLookup(cfg.UpstreamResolvers, 2*time.Second)
 	if w := masters.New(cfg, inbox, lookup, log.With().Str("actor", "masters").Logger(), clock.Real{}); w != nil {
 		stateSup.Actor("masters", w)
+		if lr, ok := w.(interface{ LastGoodRead() time.Time }); ok {
+			d.mastersRead = lr.LastGoodRead
+		}
 	}
 
 	// DNS: a UDP and a TCP listener per bind IP.
@@ -204,6 +216,9 @@ func (d *daemon) run(ctx context.Context) (int, error) {
 	}
 	for _, l := range d.tcp {
 		l.Close()
+	}
+	if err := d.tap.Close(); err != nil {
+		d.log.Warn().Err(err).Msg("dnstap: closing the file")
 	}
 	return int(code.Load()), err
 }

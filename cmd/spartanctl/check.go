@@ -17,29 +17,22 @@ import (
 	"github.com/spartan-dns/spartan/actors/watchdog"
 )
 
-func init() { commands["check"] = runCheck }
+func init() {
+	commands["check"] = command{run: runCheck, flags: func(fs *flag.FlagSet) { checkFlags(fs) }}
+}
 
-const checkUsage = `usage: spartanctl check [-addr IP[:PORT]] [-timeout D] [-config PATH]
+type checkOpts struct {
+	addr, config string
+	timeout      time.Duration
+}
 
-Resolves ready.spartan over UDP and over TCP, at once, and succeeds only if
-both answer A 127.0.0.1. This is the probe the spartan-watchdog timer runs.
-
-Without -addr it probes the first bind IP of the configuration (-config, else
-/etc/spartan/spartan.json if it exists, else the built-in defaults) at its
-udp_port and tcp_port, skipping a transport whose server is disabled, and
-then asks the daemon over the configuration's control socket whether it has
-upstream resolvers: without any it fails, naming what to set (it skips this
-part, with a note, when the socket cannot be reached). -addr without a port
-means port 53.
-
-Exit codes:
-  0  both transports answered ready.spartan with 127.0.0.1
-  1  the probe failed; stderr names each failing transport and why (or
-     the daemon has no upstream resolvers)
-  2  usage or configuration error
-
-Flags:
-`
+func checkFlags(fs *flag.FlagSet) *checkOpts {
+	o := &checkOpts{}
+	fs.StringVar(&o.addr, "addr", "", "probe `IP[:PORT]` instead of the configuration's first bind IP")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Second, "give each transport this long")
+	fs.StringVar(&o.config, "config", "", "configuration `PATH` for the default address")
+	return o
+}
 
 // loadConfig reads the node's configuration for check and genresolv.
 // upstream_resolvers is irrelevant to both, so the host's resolv.conf (which
@@ -58,15 +51,14 @@ type checkDeps struct {
 	stderr    io.Writer
 }
 
-func runCheck(_ string, args []string) int {
-	return checkMain(args, checkDeps{load: loadConfig, upstreams: defaultUpstreams, probe: watchdog.ProbeAddrs, stdout: os.Stdout, stderr: os.Stderr})
+func runCheck(g globals, args []string) int {
+	return checkMain(withConfig(g, args), checkDeps{load: loadConfig, upstreams: defaultUpstreams, probe: watchdog.ProbeAddrs, stdout: os.Stdout, stderr: os.Stderr})
 }
 
 func checkMain(args []string, d checkDeps) int {
-	fs := newFlagSet("check", checkUsage, d.stderr)
-	addrFlag := fs.String("addr", "", "probe `IP[:PORT]` instead of the configuration's first bind IP")
-	timeout := fs.Duration("timeout", 2*time.Second, "give each transport this long")
-	cfgPath := fs.String("config", "", "configuration `PATH` for the default address")
+	fs := newFlagSet("check", d.stderr)
+	o := checkFlags(fs)
+	addrFlag, timeout, cfgPath := &o.addr, &o.timeout, &o.config
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -105,7 +105,7 @@ func TestCheckCommand(t *testing.T) {
 		{"ok from config", []string{"-config", cfgFile}, 0, good.String(), nil, ""},
 		{"tcp down", []string{"-addr", noTCP.String(), "-timeout", "500ms"}, 1, "", []string{"FAIL tcp", "refused"}, "FAIL udp"},
 		{"udp silent", []string{"-addr", silentUDP.String(), "-timeout", "300ms"}, 1, "", []string{"FAIL udp", "timeout"}, "FAIL tcp"},
-		{"help", []string{"-h"}, 0, "", []string{"Exit codes", "0  both transports", "1  the probe failed", "2  usage"}, ""},
+		{"help", []string{"-h"}, 0, "", []string{"Exit status: 0 both transports", "1 the", "probe failed", "2 usage"}, ""},
 		{"unknown flag", []string{"-bogus"}, 2, "", []string{"flag provided but not defined"}, ""},
 		{"extra arg", []string{"x"}, 2, "", []string{"unexpected argument"}, ""},
 		{"bad timeout", []string{"-timeout", "0s"}, 2, "", []string{"-timeout"}, ""},
@@ -138,7 +138,7 @@ func TestCheckCommand(t *testing.T) {
 // TestCheckRegistered makes sure the dispatcher knows the commands.
 func TestCheckRegistered(t *testing.T) {
 	for _, name := range []string{"check", "genresolv"} {
-		if commands[name] == nil {
+		if commands[name].run == nil {
 			t.Errorf("command %q not registered", name)
 		}
 	}
