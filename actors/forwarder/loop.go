@@ -58,8 +58,9 @@ type Loop struct {
 	graceQ  timerQueue // per answered query: stop reading its losers
 	staleQ  timerHeap  // per refresh of an expired cache entry: the end of its wait (loopcache.go)
 
-	buf    []byte // scratch for one datagram, client query or upstream reply
-	out    []byte // scratch for one answer rendered from the cache
+	buf    []byte     // scratch for one upstream datagram
+	in     *recvBatch // client queries, read in batches (recvbatch.go)
+	out    []byte     // scratch for one answer rendered from the cache
 	kbuf   cache.KeyBuf
 	key    cache.Query // the cache key of the query being accepted, in kbuf
 	events [128]unix.EpollEvent
@@ -100,7 +101,7 @@ func (f *Forwarder) NewLoop(lis *Socket, reply *ReplyPath) (*Loop, error) {
 		unix.Close(wake)
 		return nil, os.NewSyscallError("fcntl", err)
 	}
-	l := &Loop{f: f, ep: ep, epf: os.NewFile(uintptr(ep), "epoll"), wake: wake, reply: reply, epoch: time.Now(), buf: make([]byte, 65535)}
+	l := &Loop{f: f, ep: ep, epf: os.NewFile(uintptr(ep), "epoll"), wake: wake, reply: reply, epoch: time.Now(), buf: make([]byte, maxDatagram), in: newRecvBatch()}
 	if f.Cache != nil {
 		l.out = make([]byte, replyBufLen)
 	}
@@ -265,13 +266,15 @@ func (l *Loop) readListener() {
 	if l.lis == nil {
 		return
 	}
-	for range maxBatch {
-		var from sockaddr
-		n, errno := from.recvfrom(l.lis.fd, l.buf)
-		if errno != 0 {
-			return // EAGAIN: drained; anything else: nothing to read
+	for read := 0; read < maxBatch; {
+		n := l.in.read(l.lis.fd, maxBatch-read)
+		for i := range n {
+			l.accept(l.in.packet(i), &l.in.from[i])
 		}
-		l.accept(l.buf[:n], &from)
+		if n < recvBatchLen {
+			return // drained (or an error: nothing to read)
+		}
+		read += n
 	}
 }
 
