@@ -33,13 +33,20 @@ const (
 	ClientResponse                // the answer sent to a client
 	ForwarderQuery                // a query sent to an upstream
 	ForwarderResponse             // an upstream's validated reply
+	CachedResponse                // the answer sent to a client from the cache (fresh or stale)
 )
+
+// cacheExtra marks a CachedResponse: dnstap has no field for "answered
+// from the cache", so, as the format leaves to the implementation, the
+// frame's extra field says so (dnstap-read -y prints it).
+var cacheExtra = []byte("cache")
 
 var messageTypes = [...]dnstap.Message_Type{
 	ClientQuery:       dnstap.Message_CLIENT_QUERY,
 	ClientResponse:    dnstap.Message_CLIENT_RESPONSE,
 	ForwarderQuery:    dnstap.Message_FORWARDER_QUERY,
 	ForwarderResponse: dnstap.Message_FORWARDER_RESPONSE,
+	CachedResponse:    dnstap.Message_CLIENT_RESPONSE,
 }
 
 // QueueSize bounds the messages waiting for the writer.
@@ -261,7 +268,7 @@ func (t *Tap) encode(e event) ([]byte, error) {
 	x.m.Type, x.m.SocketFamily, x.m.SocketProtocol = &x.mtype, &x.family, &x.proto
 	x.port, x.sec, x.nsec = uint32(e.peer.Port()), uint64(e.at.Unix()), uint32(e.at.Nanosecond())
 	switch e.kind {
-	case ClientQuery, ClientResponse:
+	case ClientQuery, ClientResponse, CachedResponse:
 		x.m.QueryAddress, x.m.QueryPort = x.ip[:n], &x.port
 	default:
 		x.m.ResponseAddress, x.m.ResponsePort = x.ip[:n], &x.port
@@ -274,6 +281,9 @@ func (t *Tap) encode(e event) ([]byte, error) {
 	}
 	x.dtype = dnstap.Dnstap_MESSAGE
 	x.d = dnstap.Dnstap{Type: &x.dtype, Identity: t.identity, Version: t.version, Message: &x.m}
+	if e.kind == CachedResponse {
+		x.d.Extra = cacheExtra
+	}
 	var err error
 	x.buf, err = proto.MarshalOptions{}.MarshalAppend(x.buf[:0], &x.d)
 	return x.buf, err

@@ -15,7 +15,7 @@ import (
 const replyBufLen = 65535 + cache.EDELen
 
 // answerCached is Answer with the cache on.
-func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) []byte {
+func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) (reply []byte, cached bool) {
 	c := f.Cache
 	var kbuf cache.KeyBuf
 	cq, parsed := c.ParseQuery(q, tcp, &kbuf)
@@ -31,9 +31,9 @@ func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) []byt
 			if st == cache.Prefetch {
 				f.prefetch(q, tcp, &cq, e)
 			}
-			return out
+			return out, true
 		case cache.StaleNow:
-			return f.staleReply(e, q, &cq, now)
+			return f.staleReply(e, q, &cq, now), true
 		case cache.Expired:
 			stale = e
 		case cache.TooLarge:
@@ -42,7 +42,7 @@ func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) []byt
 	}
 	p := f.classify(snap, q)
 	if p.route == nil {
-		return p.reply
+		return p.reply, false
 	}
 	if parsed {
 		c.Add(cache.CountMiss)
@@ -50,7 +50,7 @@ func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) []byt
 	if !cacheable {
 		reply, outcome := f.race(snap, p.route, q, p.qEnd, tcp)
 		f.Stats.count(p.kind, outcome)
-		return reply
+		return reply, false
 	}
 	now := c.Now()
 	wait := c.Wait(f.hedgeFor(p.route))
@@ -60,19 +60,19 @@ func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) []byt
 	switch js {
 	case flightWaiting:
 		c.Add(cache.CountCoalesced)
-		return f.await(w.ch, snap, q, p)
+		return f.await(w.ch, snap, q, p), false
 	case flightStale:
-		return f.staleReply(fl.stale, q, &cq, now)
+		return f.staleReply(fl.stale, q, &cq, now), true
 	case flightFull:
 		reply, outcome := f.race(snap, p.route, q, p.qEnd, tcp)
 		f.Stats.count(p.kind, outcome)
-		return reply
+		return reply, false
 	}
 	if stale == nil { // a miss: race here, as without the cache
 		reply, outcome := f.race(snap, p.route, q, p.qEnd, tcp)
 		f.Stats.count(p.kind, outcome)
 		f.settleFlight(fl, reply, outcome == OutcomeUpstream, c.Now(), nil)
-		return reply
+		return reply, false
 	}
 	// A refresh: the race goes on after the wait, to refresh the entry for
 	// everyone, while this client gets the stale answer. It outlives this
@@ -80,7 +80,7 @@ func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) []byt
 	// race keeps its slot); none left: the refresh fails at once.
 	if f.Begin() == nil {
 		f.settleFlight(fl, errorReply(q, p.qEnd, rcodeServFail), false, c.Now(), nil)
-		return f.staleReply(stale, q, &cq, c.Now())
+		return f.staleReply(stale, q, &cq, c.Now()), true
 	}
 	qc := append([]byte(nil), q...)
 	done := make(chan raceResult, 1)
@@ -98,12 +98,12 @@ func (f *Forwarder) answerCached(snap *state.Snapshot, q []byte, tcp bool) []byt
 	select {
 	case r := <-done:
 		if r.outcome != OutcomeUpstream && c.StaleOK(stale, c.Now()) {
-			return f.staleReply(stale, q, &cq, c.Now())
+			return f.staleReply(stale, q, &cq, c.Now()), true
 		}
 		f.Stats.count(p.kind, r.outcome)
-		return r.reply
+		return r.reply, false
 	case <-deadline.C:
-		return f.staleReply(stale, q, &cq, c.Now())
+		return f.staleReply(stale, q, &cq, c.Now()), true
 	}
 }
 

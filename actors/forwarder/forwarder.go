@@ -117,16 +117,23 @@ func (f *Forwarder) InFlight() int64 { return f.inflight.Load() }
 // event loop (Loop) instead, which follows the same rules without a
 // goroutine per query.
 func (f *Forwarder) Answer(snap *state.Snapshot, q []byte, tcp bool) []byte {
+	reply, _ := f.AnswerFrom(snap, q, tcp)
+	return reply
+}
+
+// AnswerFrom is Answer that also says whether the reply came from the
+// cache (fresh or stale), which the dnstap log marks.
+func (f *Forwarder) AnswerFrom(snap *state.Snapshot, q []byte, tcp bool) (reply []byte, cached bool) {
 	if f.Cache != nil {
 		return f.answerCached(snap, q, tcp)
 	}
 	p := f.classify(snap, q)
 	if p.route == nil {
-		return p.reply
+		return p.reply, false
 	}
 	reply, outcome := f.race(snap, p.route, q, p.qEnd, tcp)
 	f.Stats.count(p.kind, outcome)
-	return reply
+	return reply, false
 }
 
 // Handle is Answer under the current snapshot, for a caller that holds no

@@ -280,9 +280,13 @@ func (l *Loop) readListener() {
 
 // send writes a reply to a client: through the listener socket while the
 // loop has it, else through the reply path (a restarted listener's).
-func (l *Loop) send(b []byte, to *sockaddr) {
+func (l *Loop) send(b []byte, to *sockaddr) { l.sendAs(dnstap.ClientResponse, b, to) }
+
+// sendAs is send with the kind the dnstap log gives the reply (a cached
+// one is marked as such).
+func (l *Loop) sendAs(kind dnstap.Kind, b []byte, to *sockaddr) {
 	if t := l.f.Tap; t != nil {
-		t.Message(dnstap.ClientResponse, b, to.addrPort(), false)
+		t.Message(kind, b, to.addrPort(), false)
 	}
 	if l.lis != nil {
 		to.sendto(l.lis.fd, b)

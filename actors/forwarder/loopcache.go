@@ -1,6 +1,9 @@
 package forwarder
 
-import "github.com/spartan-dns/spartan/actors/forwarder/cache"
+import (
+	"github.com/spartan-dns/spartan/actors/dnstap"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
+)
 
 // The cache on the UDP event loop. A hit is answered here, on the loop that
 // read the query, from the loop's own scratch buffers: no upstream query,
@@ -42,7 +45,7 @@ func (l *Loop) lookup(pkt []byte, from *sockaddr) (done, cacheable, miss bool, s
 
 func (l *Loop) sendEntry(e *cache.Entry, pkt []byte, cq *cache.Query, to *sockaddr, now int64, stale bool) {
 	if n := l.f.Cache.Render(l.out, e, pkt, cq, now, stale); n > 0 {
-		l.send(l.out[:n], to)
+		l.sendAs(dnstap.CachedResponse, l.out[:n], to)
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 
 // The dnstap hooks (Forwarder.Tap, nil when dnstap is off) sit where each
 // message passes: in the loop, accept (client query), send (client
-// response), sendUpstream and upstreamReply (forwarder query and
-// response); in the goroutine race, exchangeOn. Each is one nil test when
+// response; sendAs, for a cached answer, marks it), sendUpstream and
+// upstreamReply (forwarder query and response); in the goroutine race,
+// exchangeOn; the TCP listener logs its clients' queries and responses
+// (AnswerFrom says which came from the cache). Each is one nil test when
 // dnstap is off.
 
 // addrPort returns the address in sa (for the dnstap log only: it is not

@@ -247,12 +247,16 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 			if t := l.fwd.Tap; t != nil {
 				t.Message(dnstap.ClientQuery, q, client, true)
 			}
-			r := l.fwd.Answer(snap, q, true)
+			r, cached := l.fwd.AnswerFrom(snap, q, true)
 			if r == nil {
 				return
 			}
 			if t := l.fwd.Tap; t != nil {
-				t.Message(dnstap.ClientResponse, r, client, true)
+				kind := dnstap.ClientResponse
+				if cached {
+					kind = dnstap.CachedResponse
+				}
+				t.Message(kind, r, client, true)
 			}
 			frame := forwarder.AppendFrame(make([]byte, 0, 2+len(r)), r)
 			wmu.Lock()
