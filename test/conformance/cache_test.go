@@ -213,22 +213,11 @@ func TestCacheStaleWhileNamedFrozen(t *testing.T) {
 		}
 	}
 	// Nothing leaked by the refreshes that timed out: descriptors and
-	// threads back near where they were before the outage. The refreshes
-	// retransmitted, each from a socket of its own, and the loops keep
-	// idle upstream sockets for what the last second needed at its
-	// busiest (trimmed every second): so back within two trims, never
-	// later; a leak would not come back down.
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		fd, th := harness.OpenFDs(e.sp.PID()), harness.Threads(e.sp.PID())
-		if fd <= fd0+4 && th <= th0+4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("daemon fds %d threads %d 3 s after the outage, %d %d before", fd, th, fd0, th0)
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	// threads back near where they were before the outage (the refreshes
+	// retransmitted, each from a socket of its own, which the loops keep
+	// idle for up to two trims: SettledFDs).
+	if fd, th := harness.SettledFDs(e.sp.PID(), fd0+4, 3*time.Second), harness.Threads(e.sp.PID()); fd > fd0+4 || th > th0+4 {
+		t.Errorf("daemon fds %d threads %d after the outage, %d %d before", fd, th, fd0, th0)
 	}
 }
 

@@ -361,6 +361,22 @@ func OpenFDs(pid int) int {
 	return len(ents)
 }
 
+// SettledFDs waits, up to within, for pid's open descriptors to come down
+// to at most limit, and returns the last count. The UDP loops keep idle
+// upstream sockets for what the last second needed at its busiest
+// (trimmed every second), so after a burst the count comes back within two
+// trims; a leak never does.
+func SettledFDs(pid, limit int, within time.Duration) int {
+	deadline := time.Now().Add(within)
+	for {
+		n := OpenFDs(pid)
+		if n <= limit || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Threads returns the number of OS threads of pid.
 func Threads(pid int) int {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
