@@ -6,18 +6,28 @@ BIN      := bin
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.Version=$(VERSION)
 # Debian packages the tests use: dig, named + dnssec tools, ZooKeeper, ip, systemd-analyze,
-# nsd (the benchmark harness's own tests).
-TEST_DEBS := bind9 bind9-dnsutils bind9-utils zookeeper iproute2 procps systemd nsd
+# nsd and nftables (the benchmark harness's own tests), lintian (the package's check).
+TEST_DEBS := bind9 bind9-dnsutils bind9-utils zookeeper iproute2 procps systemd nsd nftables lintian
 # Packages whose tests exercise concurrency: run under the race detector.
 RACE_PKGS := ./supervisor/... ./actors/... ./msg/...
 
-.PHONY: all build run test test-deps vet race bench bench-hotpath fuzz mutate clean
+.PHONY: all build man deb run test test-deps vet race bench bench-hotpath fuzz mutate soak clean
 
 all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/spartan ./cmd/spartan
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/spartanctl ./cmd/spartanctl
+
+# Man pages from the markdown the binaries print for -h / help.
+man:
+	mkdir -p $(BIN)/man
+	$(GO) tool go-md2man -in cmd/spartan/spartan.8.md -out $(BIN)/man/spartan.8
+	$(GO) tool go-md2man -in cmd/spartanctl/spartanctl.8.md -out $(BIN)/man/spartanctl.8
+
+# The Debian package (rel/README.md): bin/spartan_VERSION_amd64.deb.
+deb:
+	GO=$(GO) bash rel/deb/build.sh $(BIN) $(VERSION)
 
 # Development daemon: 127.0.0.1:10053, no interface management, upstreams
 # from /etc/resolv.conf, no root needed.
@@ -57,6 +67,13 @@ fuzz:
 # a quiet 2-core machine). Not part of `make test`.
 mutate:
 	bash test/mutate.sh
+
+# The soak (not part of `make test`): load over every route, kills of random
+# tree nodes every 200 ms, a reload every minute and hostile clients, sampled
+# every minute into bench/SOAK.md. SOAK_DURATION=3m for a short run.
+SOAK_DURATION ?= 30m
+soak: test-deps
+	$(GO) test -tags soak -count=1 -timeout 0 -v ./test/soak -soak.duration=$(SOAK_DURATION) -soak.out=$(CURDIR)/bench/SOAK.md
 
 clean:
 	rm -rf $(BIN)

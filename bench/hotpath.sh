@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 benchtime=${BENCHTIME:-50000x}
 count=${COUNT:-3}
-cmd="go test -run '^\$' -bench 'UDPForward|DialUDP' -benchtime $benchtime -count $count ./actors/listener ./actors/forwarder"
+cmd="go test -run '^\$' -bench '^Benchmark(UDPForward|UDPCacheHit|DialUDP|Hit)\$' -benchmem -benchtime $benchtime -count $count ./actors/listener ./actors/forwarder ./actors/forwarder/cache"
 out=$(eval "$cmd" 2>&1)
 {
 	echo "# Spartan hot-path benchmarks"
@@ -23,7 +23,10 @@ out=$(eval "$cmd" 2>&1)
 	echo "qps, p50/p99 are as the clients see them. BenchmarkDialUDP: the socket of one upstream query, each"
 	echo "with a fresh random port: net.DialUDP+close, the goroutine race's raw dialer+close, the loop's"
 	echo "raw socket+epoll_ctl+connect+close (loop-fresh), and what the loop does, connect+disconnect of a"
-	echo "recycled socket (loop-recycled)."
+	echo "recycled socket (loop-recycled). BenchmarkUDPCacheHit: BenchmarkUDPForward with the cache on, every"
+	echo "query after the first a hit answered by the loop that read it (allocs/op there are the whole process's,"
+	echo "clients included). BenchmarkHit: the cache's own share of a hit (parse the key, look up, render"
+	echo "ID, case and TTLs), serial and one goroutine per P on 1024 names; it must show 0 allocs/op."
 	echo
 	echo '```'
 	echo "$out" | grep -E '^(Benchmark|goos|goarch|cpu|pkg)'

@@ -13,13 +13,21 @@ TOOLS="$PWD/bench/tools"
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 need=()
-for pkg in dnsperf nsd dnsdist dnsmasq-base; do
+# nftables: scenario 6 drops datagrams with an nft rule; unbound: the
+# extra row of the cache scenarios; util-linux: unshare, which gives the
+# run a network namespace of its own.
+for pkg in dnsperf nsd dnsdist dnsmasq-base nftables unbound util-linux iproute2; do
 	installed "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then
 	echo "bench: installing ${need[*]}" >&2
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+	# A package just installed may have started its own service (unbound
+	# on 127.0.0.1:53); the benchmark runs its own instances, so stop those.
+	for svc in "${need[@]}"; do
+		case $svc in nsd | dnsdist | unbound) systemctl disable --now "$svc" >/dev/null 2>&1 || true ;; esac
+	done
 fi
 
 # CoreDNS is not in Debian: build the pinned release from the module proxy.
@@ -40,4 +48,6 @@ fi
 
 mkdir -p bench/out
 go build -o bench/out/dnsbench ./bench/cmd/dnsbench
+# The report quotes the command line that started the run, as typed.
+export DNSBENCH_COMMAND="bash bench/run.sh${*:+ $*}"
 exec bench/out/dnsbench "$@"

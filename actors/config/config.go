@@ -42,10 +42,19 @@ type Config struct {
 
 	Interface  InterfaceConfig // interface
 	HTTPListen string          // http_listen ("" disables)
+	HTTPPprof  bool            // http_pprof: serve /debug/pprof/ on http_listen (off: profiles burn CPU and leak names)
 	CtlSocket  string          // ctl_socket
 
 	Watchdog WatchdogConfig // watchdog (Spartan-Go extension; tests shorten it)
 	Limits   LimitsConfig   // limits (Spartan-Go extension; resource caps against hostile clients)
+	Cache    CacheConfig    // cache
+	Dnstap   DnstapConfig   // dnstap; both empty: off
+}
+
+// DnstapConfig is the "dnstap" object: a collector's unix socket or a file.
+type DnstapConfig struct {
+	Socket string // socket
+	File   string // file
 }
 
 // InterfaceConfig is the "interface" object.
@@ -127,6 +136,7 @@ func Default() *Config {
 		HTTPListen:           "127.0.0.1:62080",
 		CtlSocket:            DefaultCtlSocket,
 		Watchdog:             WatchdogConfig{Interval: 15 * time.Second, Grace: 60 * time.Second},
+		Cache:                DefaultCache(),
 		Limits: LimitsConfig{
 			TCPConnections: 512,
 			TCPPipeline:    64,

@@ -77,6 +77,7 @@ var topLevel = map[string]keyFunc{
 	"zookeeper_mesos_path": stringKey(func(c *Config) *string { return &c.ZookeeperMesosPath }, validZKPath),
 	"http_listen":          stringKey(func(c *Config) *string { return &c.HTTPListen }, validHTTPListen),
 	"ctl_socket":           stringKey(func(c *Config) *string { return &c.CtlSocket }, validSocketPath),
+	"http_pprof":           boolKey(func(c *Config) *bool { return &c.HTTPPprof }),
 	"zookeeper_servers": func(p *parser, k string, v any) error {
 		arr, ok := v.([]any)
 		if !ok {
@@ -110,6 +111,19 @@ var topLevel = map[string]keyFunc{
 			"interval": durationKey(func(c *Config) *time.Duration { return &c.Watchdog.Interval }),
 			"grace":    durationKey(func(c *Config) *time.Duration { return &c.Watchdog.Grace }),
 		}, p)
+	},
+	"cache": parseCache,
+	"dnstap": func(p *parser, k string, v any) error {
+		if err := parseObject(k, v, map[string]keyFunc{
+			"socket": stringKey(func(c *Config) *string { return &c.Dnstap.Socket }, validSocketPath),
+			"file":   stringKey(func(c *Config) *string { return &c.Dnstap.File }, validPath),
+		}, p); err != nil {
+			return err
+		}
+		if (p.cfg.Dnstap.Socket == "") == (p.cfg.Dnstap.File == "") {
+			return errors.New(`want exactly one of "socket" and "file"`)
+		}
+		return nil
 	},
 	"limits": func(p *parser, k string, v any) error {
 		return parseObject(k, v, map[string]keyFunc{

@@ -18,15 +18,30 @@ const (
 	// DefaultConfigPath is read when no -config is given and it exists.
 	DefaultConfigPath = "/etc/spartan/spartan.json"
 	// DefaultResolvConfPath supplies upstream_resolvers when the file does
-	// not set them.
+	// not set them and DefaultUpstreamsPath does not exist.
 	DefaultResolvConfPath = "/etc/resolv.conf"
+	// DefaultUpstreamsPath is the node's upstream resolvers (resolv.conf
+	// format: nameserver lines), when the config file does not set
+	// upstream_resolvers. spartanctl genresolv writes it once, from the
+	// resolv.conf it is about to rewrite to point at Spartan, so that the
+	// original upstreams survive the rewrite; both read it.
+	DefaultUpstreamsPath = "/etc/spartan/upstreams.conf"
 )
 
+// UpstreamsSource is the file upstream_resolvers default to:
+// DefaultUpstreamsPath if it exists, else DefaultResolvConfPath.
+func UpstreamsSource() string {
+	if _, err := os.Stat(DefaultUpstreamsPath); err == nil {
+		return DefaultUpstreamsPath
+	}
+	return DefaultResolvConfPath
+}
+
 // Load reads the configuration at path with the process environment and
-// the host's resolv.conf. path == "": DefaultConfigPath if it exists, else
-// the built-in defaults.
+// the node's upstreams file (UpstreamsSource). path == "":
+// DefaultConfigPath if it exists, else the built-in defaults.
 func Load(path string) (*Config, error) {
-	return LoadWith(path, os.Getenv, DefaultResolvConfPath)
+	return LoadWith(path, os.Getenv, UpstreamsSource())
 }
 
 // LoadWith is Load with the environment and the resolv.conf path injected.

@@ -72,6 +72,9 @@ func TestLoadFullExample(t *testing.T) {
 			UDPPayloadMax:  4096,
 			TCPMessageMax:  16384,
 		},
+		Cache: CacheConfig{Enabled: true, MaxEntries: 5000, MaxTTL: 10 * time.Minute, NegativeMaxTTL: 5 * time.Minute,
+			StaleMaxAge: time.Hour, StaleAnswerTTL: 10 * time.Second, ClientTimeout: 500 * time.Millisecond,
+			StaleRecheck: 5 * time.Second},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("full config mismatch\n got: %+v\nwant: %+v", got, want)

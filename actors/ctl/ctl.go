@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"github.com/spartan-dns/spartan/actors/state"
 	"github.com/spartan-dns/spartan/supervisor"
 )
@@ -35,7 +36,21 @@ type Actor struct {
 	self   string // the actor's own tree path, e.g. "/spartan/api/ctl"
 	tree   Tree
 	store  *state.Store
+	cache  Cache
 	log    zerolog.Logger
+}
+
+// Cache is what the actor needs of the answer cache.
+type Cache interface {
+	Stats() cache.Stats
+	Flush(name string) (int, error)
+}
+
+// WithCache makes the actor answer the cache commands from c (nil: the
+// cache is off) and returns it.
+func (a *Actor) WithCache(c Cache) *Actor {
+	a.cache = c
+	return a
 }
 
 // New returns the control-socket actor serving socket. self is the actor's
@@ -52,6 +67,13 @@ func (a *Actor) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The path is removed before the listener closes, once: while we
+	// listen no one else removes it (removeStale sees us serving), and once
+	// we have closed, the process of a reload may bind it at once.
+	release := sync.OnceFunc(func() {
+		_ = os.Remove(a.socket)
+		_ = ln.Close()
+	})
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -60,7 +82,7 @@ func (a *Actor) Serve(ctx context.Context) error {
 	// On cancel: stop accepting and cut every connection, so Serve returns
 	// at once even with a client sitting idle on its connection.
 	stop := context.AfterFunc(ctx, func() {
-		_ = ln.Close()
+		release()
 		mu.Lock()
 		for c := range conns {
 			_ = c.Close()
@@ -69,8 +91,7 @@ func (a *Actor) Serve(ctx context.Context) error {
 	})
 	defer func() {
 		stop()
-		_ = ln.Close()
-		_ = os.Remove(a.socket)
+		release()
 		mu.Lock()
 		for c := range conns {
 			_ = c.Close()
@@ -120,8 +141,21 @@ func (a *Actor) listen(ctx context.Context) (*net.UnixListener, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("ctl socket directory: %w", err)
 	}
-	if err := removeStale(a.socket); err != nil {
-		return nil, err
+	// During a reload the process we replace serves the socket until it
+	// exits: wait for it (bounded) rather than crash-looping.
+	for wait := 0; ; wait++ {
+		err := removeStale(a.socket)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errServed) || wait >= servedWaits {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(servedPoll):
+		}
 	}
 	tmp := fmt.Sprintf("%s.%d.tmp", a.socket, os.Getpid())
 	_ = os.Remove(tmp)
@@ -147,6 +181,16 @@ func (a *Actor) listen(ctx context.Context) (*net.UnixListener, error) {
 	return ln, nil
 }
 
+// errServed: the socket path answers; another process serves it.
+var errServed = errors.New("another process is serving it")
+
+// How long listen waits for another process to give up the socket (a
+// reload's old process answering what it holds): servedWaits x servedPoll.
+const (
+	servedPoll  = 50 * time.Millisecond
+	servedWaits = 200
+)
+
 // removeStale removes a socket left behind by a previous process. It
 // refuses to remove anything that is not a socket, or a socket someone
 // still answers on (another daemon).
@@ -163,7 +207,7 @@ func removeStale(path string) error {
 	}
 	if c, err := net.DialTimeout("unix", path, 100*time.Millisecond); err == nil {
 		_ = c.Close()
-		return fmt.Errorf("ctl socket %s: another process is serving it", path)
+		return fmt.Errorf("ctl socket %s: %w", path, errServed)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("ctl remove stale socket %s: %w", path, err)
@@ -213,9 +257,26 @@ func (a *Actor) handle(c net.Conn, line []byte) bool {
 		return a.reply(c, Response{OK: true, Upstreams: Upstreams(a.store.Load())})
 	case CmdKill:
 		return a.kill(c, req.Path)
+	case CmdCache, CmdCacheFlush:
+		return a.reply(c, a.cacheCmd(req))
 	default:
-		return a.reply(c, fail(CodeUnknownCommand, fmt.Sprintf("unknown command %q (want tree, kill or upstreams)", req.Cmd)))
+		return a.reply(c, fail(CodeUnknownCommand, fmt.Sprintf("unknown command %q (want tree, kill, upstreams, cache or cache_flush)", req.Cmd)))
 	}
+}
+
+func (a *Actor) cacheCmd(req Request) Response {
+	if a.cache == nil {
+		return fail(CodeCacheOff, "the cache is off (cache.enabled is false)")
+	}
+	if req.Cmd == CmdCache {
+		s := a.cache.Stats()
+		return Response{OK: true, Cache: &s}
+	}
+	n, err := a.cache.Flush(req.Name)
+	if err != nil {
+		return fail(CodeBadRequest, fmt.Sprintf("cache flush %q: %v", req.Name, err))
+	}
+	return Response{OK: true, Flushed: &n}
 }
 
 func (a *Actor) kill(c net.Conn, path string) bool {

@@ -338,22 +338,6 @@ func TestRefusesToClobber(t *testing.T) {
 			}
 			return func() {}
 		}},
-		{"live socket", func(p string) func() {
-			l, err := net.Listen("unix", p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
-			return func() { l.Close() }
-		}},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -369,6 +353,54 @@ func TestRefusesToClobber(t *testing.T) {
 				t.Errorf("%s was removed: %v", p, err)
 			}
 		})
+	}
+}
+
+// A socket another process serves (the process a reload replaces) is never
+// clobbered: Serve waits for it to go, then takes the path over.
+func TestWaitsForLiveSocket(t *testing.T) {
+	p := filepath.Join(shortDir(t), "live.sock")
+	other, err := net.Listen("unix", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := other.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	a := New(p, "", nil, nil, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned %v while the other process still serves", err)
+	case <-time.After(3 * servedPoll):
+	}
+	if _, err := os.Lstat(p); err != nil {
+		t.Fatalf("the other process's socket was removed: %v", err)
+	}
+	other.Close() // unlinks p
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c, err := net.Dial("unix", p); err == nil { // the other one is closed: this is Serve
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Serve did not take the socket over once the other process left")
+		}
+		time.Sleep(servedPoll)
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Serve = %v", err)
 	}
 }
 

@@ -13,6 +13,12 @@
 //	{"cmd": "tree"}                      → {"ok": true, "tree": {supervisor.Node}}
 //	{"cmd": "kill", "path": "/spartan/dns"} → {"ok": true}
 //	{"cmd": "upstreams"}                 → {"ok": true, "upstreams": [Upstream, ...]}
+//	{"cmd": "cache"}                     → {"ok": true, "cache": {cache.Stats}}
+//	{"cmd": "cache_flush", "name": "example.com"} → {"ok": true, "flushed": N}
+//
+// cache_flush without a name empties the cache; with one, it removes that
+// name and every name under it. Both fail with "cache_off" when the
+// configuration turns the cache off.
 //
 // A failed request gets {"ok": false, "code": CODE, "error": "message"}
 // with CODE one of "bad_request", "unknown_command", "no_such_path",
@@ -34,6 +40,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
@@ -47,9 +54,11 @@ const (
 
 // Commands.
 const (
-	CmdTree      = "tree"
-	CmdKill      = "kill"
-	CmdUpstreams = "upstreams"
+	CmdTree       = "tree"
+	CmdKill       = "kill"
+	CmdUpstreams  = "upstreams"
+	CmdCache      = "cache"
+	CmdCacheFlush = "cache_flush"
 )
 
 // Error codes of a failed Response.
@@ -59,12 +68,14 @@ const (
 	CodeNoSuchPath     = "no_such_path"
 	CodeNotRunning     = "not_running"
 	CodeInternal       = "internal"
+	CodeCacheOff       = "cache_off"
 )
 
 // Request is one request line.
 type Request struct {
 	Cmd  string `json:"cmd"`
 	Path string `json:"path,omitempty"` // kill
+	Name string `json:"name,omitempty"` // cache_flush: a domain name; "" is everything
 }
 
 // Response is one response line.
@@ -74,6 +85,8 @@ type Response struct {
 	Error     string           `json:"error,omitempty"`
 	Tree      *supervisor.Node `json:"tree,omitempty"`
 	Upstreams []Upstream       `json:"upstreams,omitempty"`
+	Cache     *cache.Stats     `json:"cache,omitempty"`
+	Flushed   *int             `json:"flushed,omitempty"`
 }
 
 // Upstream is what `spartanctl upstreams` shows for one upstream. Counters

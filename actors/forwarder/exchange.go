@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"github.com/spartan-dns/spartan/actors/state"
 )
 
@@ -38,9 +39,9 @@ func (netDialer) Dial(network string, addr netip.AddrPort, deadline time.Time) (
 
 // exchange is one attempt of race r at upstream u: it sends the query with
 // a fresh ID and reads until a valid reply, the deadline, or (once the race
-// is over) LoserGrace. It scores the outcome for u's health (state.Attempt)
+// is over) LoserGrace; i is u's index in the route. It scores the outcome for u's health (state.Attempt)
 // and sends exactly one result to r.out, which has room for it.
-func (f *Forwarder) exchange(r *goRace, u *state.Upstream) {
+func (f *Forwarder) exchange(r *goRace, i int, u *state.Upstream) {
 	var a state.Attempt
 	a.Start(u)
 	network := "udp"
@@ -50,10 +51,11 @@ func (f *Forwarder) exchange(r *goRace, u *state.Upstream) {
 	conn, err := f.Dial.Dial(network, u.Addr, r.deadline)
 	if err != nil {
 		a.Failed()
-		r.out <- nil
+		r.out <- attemptResult{u: u, up: i}
 		return
 	}
-	r.out <- f.exchangeOn(conn, r, &a)
+	reply := f.exchangeOn(conn, r, &a)
+	r.out <- attemptResult{u: u, up: i, reply: reply, timedOut: reply == nil && !time.Now().Before(r.deadline)}
 	conn.Close() // after delivering: closing is not on the client's path
 }
 
@@ -72,6 +74,9 @@ func (f *Forwarder) exchangeOn(conn Conn, r *goRace, a *state.Attempt) []byte {
 	if _, err := conn.Write(wbuf); err != nil {
 		a.Failed()
 		return nil
+	}
+	if t := f.Tap; t != nil {
+		t.Message(dnstap.ForwarderQuery, wbuf[len(wbuf)-len(r.q):], a.Upstream().Addr, r.tcp)
 	}
 	question := r.q[headerLen:r.qEnd]
 	_ = conn.SetReadDeadline(r.deadline)
@@ -103,6 +108,9 @@ func (f *Forwarder) exchangeOn(conn Conn, r *goRace, a *state.Attempt) []byte {
 			// section 7 matches replies by ID and question). Skip it and
 			// keep waiting; only a broken frame ends a TCP attempt.
 			continue
+		}
+		if t := f.Tap; t != nil {
+			t.Message(dnstap.ForwarderResponse, msg, a.Upstream().Addr, r.tcp)
 		}
 		a.Replied(isGoodRcode(rcode(msg)), time.Since(sent))
 		return msg

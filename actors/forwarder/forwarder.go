@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/dnstap"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"github.com/spartan-dns/spartan/actors/state"
 )
 
@@ -38,8 +41,17 @@ type Forwarder struct {
 	// Dial opens the goroutine race's upstream sockets; injectable for
 	// tests. The loop opens its own (upsock.go).
 	Dial Dialer
+	// Cache is the answer cache; nil when the config turns it off. Tests
+	// may replace it (with one on a fake clock) before the first query.
+	Cache *cache.Cache
+
+	flights *flightTable
+
+	// Tap is the dnstap query log; nil when dnstap is off (tap.go).
+	Tap *dnstap.Tap
 
 	inflight atomic.Int64
+	debug    bool // log each query without a good reply (debuglog.go)
 }
 
 // New returns a forwarder reading snapshots from store.
@@ -52,7 +64,30 @@ func New(store *state.Store, log zerolog.Logger) *Forwarder {
 		LoserGrace: time.Second,
 		Rand:       rand.IntN,
 		Dial:       rawDialer{},
+		debug:      debugOn(log),
+		Cache:      newCache(store.Load().Config.Cache, nil),
+		flights:    newFlightTable(),
 	}
+}
+
+// newCache builds the cache cfg asks for (nil when it is off) on clock now
+// (nil: the real one).
+func newCache(cfg config.CacheConfig, now func() int64) *cache.Cache {
+	if !cfg.Enabled {
+		return nil
+	}
+	return cache.New(cache.Config{
+		MaxEntries: cfg.MaxEntries, MaxTTL: cfg.MaxTTL, NegativeMaxTTL: cfg.NegativeMaxTTL,
+		ServeStale: cfg.ServeStale, StaleMaxAge: cfg.StaleMaxAge, StaleAnswerTTL: cfg.StaleAnswerTTL,
+		ClientTimeout: cfg.ClientTimeout, StaleRecheck: cfg.StaleRecheck, Prefetch: cfg.Prefetch,
+	}, now)
+}
+
+// NewCacheOn replaces the forwarder's cache by one built from its config on
+// the clock now (nanoseconds): for tests that drive time by hand. Call it
+// before the first query.
+func (f *Forwarder) NewCacheOn(now func() int64) {
+	f.Cache = newCache(f.store.Load().Config.Cache, now)
 }
 
 // Begin reserves a slot for one query under handler_limit and returns the
@@ -82,13 +117,23 @@ func (f *Forwarder) InFlight() int64 { return f.inflight.Load() }
 // event loop (Loop) instead, which follows the same rules without a
 // goroutine per query.
 func (f *Forwarder) Answer(snap *state.Snapshot, q []byte, tcp bool) []byte {
+	reply, _ := f.AnswerFrom(snap, q, tcp)
+	return reply
+}
+
+// AnswerFrom is Answer that also says whether the reply came from the
+// cache (fresh or stale), which the dnstap log marks.
+func (f *Forwarder) AnswerFrom(snap *state.Snapshot, q []byte, tcp bool) (reply []byte, cached bool) {
+	if f.Cache != nil {
+		return f.answerCached(snap, q, tcp)
+	}
 	p := f.classify(snap, q)
 	if p.route == nil {
-		return p.reply
+		return p.reply, false
 	}
 	reply, outcome := f.race(snap, p.route, q, p.qEnd, tcp)
 	f.Stats.count(p.kind, outcome)
-	return reply
+	return reply, false
 }
 
 // Handle is Answer under the current snapshot, for a caller that holds no

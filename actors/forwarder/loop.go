@@ -3,11 +3,13 @@ package forwarder
 import (
 	"errors"
 	"fmt"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +39,8 @@ type Loop struct {
 	epoch time.Time
 
 	retire atomic.Bool
-	wakeMu sync.Mutex // Retire's write vs the eventfd's close
+	keep   atomic.Bool // Stop: leave what is queued in the listener socket
+	wakeMu sync.Mutex  // Retire's write vs the eventfd's close
 	closed bool
 
 	up     sockPool // upstream sockets, recycled (upsock.go)
@@ -53,8 +56,13 @@ type Loop struct {
 	stallQ  timerHeap  // per attempt: no reply by its send time + the hedge delay
 	expireQ timerQueue // per query still in flight at its first stall timer: upstream_timeout after it came
 	graceQ  timerQueue // per answered query: stop reading its losers
+	staleQ  timerHeap  // per refresh of an expired cache entry: the end of its wait (loopcache.go)
 
-	buf    []byte // scratch for one datagram, client query or upstream reply
+	buf    []byte     // scratch for one upstream datagram
+	in     *recvBatch // client queries, read in batches (recvbatch.go)
+	out    []byte     // scratch for one answer rendered from the cache
+	kbuf   cache.KeyBuf
+	key    cache.Query // the cache key of the query being accepted, in kbuf
 	events [128]unix.EpollEvent
 }
 
@@ -93,7 +101,10 @@ func (f *Forwarder) NewLoop(lis *Socket, reply *ReplyPath) (*Loop, error) {
 		unix.Close(wake)
 		return nil, os.NewSyscallError("fcntl", err)
 	}
-	l := &Loop{f: f, ep: ep, epf: os.NewFile(uintptr(ep), "epoll"), wake: wake, reply: reply, epoch: time.Now(), buf: make([]byte, 65535)}
+	l := &Loop{f: f, ep: ep, epf: os.NewFile(uintptr(ep), "epoll"), wake: wake, reply: reply, epoch: time.Now(), buf: make([]byte, maxDatagram), in: newRecvBatch()}
+	if f.Cache != nil {
+		l.out = make([]byte, replyBufLen)
+	}
 	if err := l.add(wake, tagWake, 0); err != nil {
 		l.closeFDs()
 		return nil, err
@@ -135,6 +146,15 @@ func (l *Loop) Retire() {
 		var one = [8]byte{1}
 		_, _ = unix.Write(l.wake, one[:])
 	}
+}
+
+// Stop is Retire without reading what is queued in the listener socket:
+// for a socket another process also serves (socket activation, a reload),
+// whatever waits there is that process's to answer. The queries already
+// read are answered. Safe to call from any goroutine, more than once.
+func (l *Loop) Stop() {
+	l.keep.Store(true)
+	l.Retire()
 }
 
 // now is the loop's monotonic clock in nanoseconds.
@@ -192,7 +212,9 @@ func (l *Loop) Run() (err error) {
 // waits for the queries that have no reply yet.
 func (l *Loop) retireNow() {
 	if l.lis != nil {
-		l.readListener()
+		if !l.keep.Load() {
+			l.readListener()
+		}
 		// Out of the epoll set first: the socket stays open while others
 		// hold it (the reply path), and must not keep waking the loop.
 		epollDel(l.ep, l.lis.fd)
@@ -244,19 +266,28 @@ func (l *Loop) readListener() {
 	if l.lis == nil {
 		return
 	}
-	for range maxBatch {
-		var from sockaddr
-		n, errno := from.recvfrom(l.lis.fd, l.buf)
-		if errno != 0 {
-			return // EAGAIN: drained; anything else: nothing to read
+	for read := 0; read < maxBatch; {
+		n := l.in.read(l.lis.fd, maxBatch-read)
+		for i := range n {
+			l.accept(l.in.packet(i), &l.in.from[i])
 		}
-		l.accept(l.buf[:n], &from)
+		if n < recvBatchLen {
+			return // drained (or an error: nothing to read)
+		}
+		read += n
 	}
 }
 
 // send writes a reply to a client: through the listener socket while the
 // loop has it, else through the reply path (a restarted listener's).
-func (l *Loop) send(b []byte, to *sockaddr) {
+func (l *Loop) send(b []byte, to *sockaddr) { l.sendAs(dnstap.ClientResponse, b, to) }
+
+// sendAs is send with the kind the dnstap log gives the reply (a cached
+// one is marked as such).
+func (l *Loop) sendAs(kind dnstap.Kind, b []byte, to *sockaddr) {
+	if t := l.f.Tap; t != nil {
+		t.Message(kind, b, to.addrPort(), false)
+	}
 	if l.lis != nil {
 		to.sendto(l.lis.fd, b)
 		return

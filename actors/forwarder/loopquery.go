@@ -4,6 +4,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/spartan-dns/spartan/actors/dnstap"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"github.com/spartan-dns/spartan/actors/state"
 	"golang.org/x/sys/unix"
 )
@@ -28,8 +30,16 @@ type loopQuery struct {
 	hedge    int64 // the route's hedge delay when the query came
 
 	rules raceRules
-	att   [maxAttempts]loopAttempt
+	att   [maxSends]loopAttempt
 	natt  int
+
+	// The cache (loopcache.go): the flight this query's race is for (nil
+	// when the cache is off or the query cannot be cached); clientDone: the
+	// client has its answer (a stale one) or there is no client (a
+	// prefetch), while the race goes on; staleFired: the wait is over.
+	fl         *flight
+	clientDone bool
+	staleFired bool
 }
 
 // loopAttempt is one upstream of a query's race, on a socket of its own
@@ -41,8 +51,10 @@ type loopQuery struct {
 type loopAttempt struct {
 	score state.Attempt
 	sock  int32 // index in the loop's socket pool; -1 once settled
+	up    int8  // the upstream's index in the route (raceRules)
 	id    uint16
 	sent  int64 // loop clock
+	rcode uint8 // for the debug log: the reply's rcode + 1; 0: no reply; failedFast
 }
 
 func (a *loopAttempt) outstanding() bool { return !a.score.Ended() }
@@ -61,6 +73,7 @@ func (l *Loop) alloc() int32 {
 	s := reuse(&l.free, &l.slots)
 	q := &l.slots[s]
 	q.inUse, q.decided, q.hedged, q.natt = true, false, false, 0
+	q.clientDone, q.staleFired = false, false
 	l.active++
 	return s
 }
@@ -75,16 +88,30 @@ func (l *Loop) freeQuery(s int32) {
 	if !q.decided { // only when the loop is torn down by a panic
 		l.f.End()
 	}
+	if q.fl != nil { // ditto: its waiters' clients will retry
+		l.f.flights.finish(q.fl)
+		q.fl = nil
+	}
 	q.inUse = false
 	q.gen++
 	q.rules = raceRules{}
-	q.att = [maxAttempts]loopAttempt{}
+	q.att = [maxSends]loopAttempt{}
 	l.free = append(l.free, s)
 	l.active--
 }
 
 // accept starts one client query read from the listener socket.
 func (l *Loop) accept(pkt []byte, from *sockaddr) {
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ClientQuery, pkt, from.addrPort(), false)
+	}
+	cacheable, miss, stale := false, false, (*cache.Entry)(nil)
+	if l.f.Cache != nil {
+		var done bool
+		if done, cacheable, miss, stale = l.lookup(pkt, from); done {
+			return // a hit: no handler_limit slot, no upstream
+		}
+	}
 	snap := l.f.Begin()
 	if snap == nil {
 		return // shed: dropped, counted by Begin
@@ -97,10 +124,34 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 		}
 		return
 	}
+	if miss {
+		l.f.Cache.Add(cache.CountMiss)
+	}
+	var fl *flight
+	if cacheable {
+		var own bool
+		if fl, own = l.join(pkt, from, stale, p); !own {
+			l.f.End()
+			return
+		}
+	}
+	l.start(snap, pkt, from, p, fl)
+}
+
+// start races query pkt for the client at from (nil: a prefetch, no
+// client) under snap, on a handler_limit slot the caller took; fl is its
+// flight, if the query is cached.
+func (l *Loop) start(snap *state.Snapshot, pkt []byte, from *sockaddr, p plan, fl *flight) {
 	s := l.alloc()
 	q := &l.slots[s]
 	q.q = append(q.q[:0], pkt...)
-	q.qEnd, q.clientID, q.client, q.kind = p.qEnd, msgID(pkt), *from, p.kind
+	q.qEnd, q.clientID, q.kind = p.qEnd, msgID(pkt), p.kind
+	if from != nil {
+		q.client = *from
+	} else {
+		q.clientDone = true
+	}
+	q.fl = fl
 	q.udpMax = snap.Config.Limits.UDPPayloadMax
 	q.rules.reset(p.route.Upstreams)
 	now := l.now()
@@ -108,6 +159,9 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 	if q.timeout <= q.hedge {
 		l.expireQ.push(timerEntry{when: now + q.timeout, slot: s, gen: q.gen})
 	} // else set by the first stall timer, for the few queries still in flight then
+	if fl != nil && fl.stale != nil {
+		l.staleQ.push(timerEntry{when: now + int64(l.f.Cache.Wait(time.Duration(q.hedge))), slot: s, gen: q.gen})
+	}
 	l.launch(s, 2, now)
 }
 
@@ -117,34 +171,64 @@ func (l *Loop) accept(pkt []byte, from *sockaddr) {
 // means the same as in the goroutine race.
 func (l *Loop) launch(s int32, n int, now int64) {
 	q := &l.slots[s]
+	var buf [maxAttempts]int
+	failed := buf[:0] // upstreams whose attempt failed at once
 	for n > 0 {
-		failed := 0
 		for ; n > 0; n-- {
 			i := q.rules.next(l.f)
 			if i < 0 {
 				n = 0
 				break
 			}
-			k := q.natt
-			q.natt++
-			a := &q.att[k]
-			*a = loopAttempt{sock: -1, id: l.f.newID()}
-			a.score.Start(q.rules.ups[i])
-			if err := l.sendUpstream(s, k, q, a); err != nil {
-				a.score.Failed()
-				l.hangUpAttempt(a, false)
-				failed++
-				continue
+			if !l.sendAttempt(s, i, now) {
+				failed = append(failed, i)
 			}
-			a.sent = now
-			l.stallQ.push(timerEntry{when: now + q.hedge, slot: s, gen: q.gen, attempt: int8(k)})
 		}
-		for ; failed > 0; failed-- {
-			_, more := q.rules.settle(nil)
+		for _, i := range failed {
+			_, more := q.rules.settle(i, nil)
 			n += more
 		}
+		failed = failed[:0]
 	}
 	l.finishIfExhausted(s)
+}
+
+// sendAttempt sends one upstream query of the query in slot s to ups[i],
+// as a new attempt with a fresh ID on a socket of its own (a fresh source
+// port), and sets its stall timer; false when it failed at once (scored).
+func (l *Loop) sendAttempt(s int32, i int, now int64) bool {
+	q := &l.slots[s]
+	k := q.natt
+	q.natt++
+	a := &q.att[k]
+	*a = loopAttempt{sock: -1, up: int8(i), id: l.f.newID()}
+	a.score.Start(q.rules.ups[i])
+	if err := l.sendUpstream(s, k, q, a); err != nil {
+		a.score.Failed()
+		a.rcode = failedFast
+		l.hangUpAttempt(a, false)
+		return false
+	}
+	a.sent = now
+	l.stallQ.push(timerEntry{when: now + q.hedge, slot: s, gen: q.gen, attempt: int8(k)})
+	return true
+}
+
+// again runs the rule of the hedge and retry timers (raceRules.again) for
+// a query not yet answered: one more upstream or a retransmit, then the
+// next retry timer while upstream_timeout leaves time for one.
+func (l *Loop) again(s int32, now int64) {
+	q := &l.slots[s]
+	if i := q.rules.again(l.f, true); i >= 0 && !l.sendAttempt(s, i, now) {
+		_, more := q.rules.settle(i, nil)
+		l.launch(s, more, now)
+		if !q.inUse || q.decided {
+			return
+		}
+	}
+	if gap, ok := q.rules.retryIn(time.Duration(q.hedge), time.Duration(q.start+q.timeout-now), true); ok {
+		l.stallQ.push(timerEntry{when: now + int64(gap), slot: s, gen: q.gen, attempt: retryTimer})
+	}
 }
 
 // sendUpstream sends the query to attempt k's upstream with the attempt's
@@ -158,6 +242,9 @@ func (l *Loop) sendUpstream(s int32, k int, q *loopQuery, a *loopAttempt) error 
 	setID(q.q, a.id)
 	if errno := rawSend(l.up.socks[i].fd, q.q); errno != 0 {
 		return os.NewSyscallError("send", errno)
+	}
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ForwarderQuery, q.q, a.score.Upstream().Addr, false)
 	}
 	return nil
 }
@@ -214,9 +301,13 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	if validateReply(msg, a.id, q.q[headerLen:q.qEnd]) != nil {
 		return
 	}
+	if t := l.f.Tap; t != nil {
+		t.Message(dnstap.ForwarderResponse, msg, a.score.Upstream().Addr, false)
+	}
 	now := l.now()
 	good := isGoodRcode(rcode(msg))
 	a.score.Replied(good, time.Duration(now-a.sent))
+	a.rcode = uint8(rcode(msg)) + 1
 	if q.decided {
 		l.hangUpAttempt(a, true)
 		l.freeIfQuiet(s)
@@ -225,12 +316,15 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 	if !good {
 		msg = append([]byte(nil), msg...) // a fallback outlives the scratch buffer
 	}
-	win, more := q.rules.settle(msg)
+	win, more := q.rules.settle(int(a.up), msg)
 	if win != nil {
+		q.rules.won(l.f, a.score.Upstream(), time.Duration(now-q.start))
 		// The client first: giving the socket back is a system call that
 		// need not delay the reply.
 		setID(win, q.clientID)
+		got := l.cacheNow()
 		l.answer(s, win, OutcomeUpstream)
+		l.settleFlight(s, win, true, got)
 		l.hangUpAttempt(a, true) // true: nothing to read, the reply was read
 		l.freeOrGrace(s, now)
 		return
@@ -244,12 +338,13 @@ func (l *Loop) attemptFailed(s int32, k int) {
 	q := &l.slots[s]
 	a := &q.att[k]
 	a.score.Failed()
+	a.rcode = failedFast
 	l.hangUpAttempt(a, false)
 	if q.decided {
 		l.freeIfQuiet(s)
 		return
 	}
-	_, more := q.rules.settle(nil)
+	_, more := q.rules.settle(int(a.up), nil)
 	l.launch(s, more, l.now())
 }
 
@@ -267,15 +362,23 @@ func (l *Loop) finish(s int32) {
 	q := &l.slots[s]
 	setID(q.q, q.clientID)
 	reply, outcome := q.rules.final(q.q, q.qEnd)
+	if l.f.debug {
+		l.f.logUnanswered(q.q, outcome, q.attemptNotes())
+	}
+	l.staleFallback(s) // a failed refresh: the stale answer, when allowed
 	l.answer(s, reply, outcome)
+	l.settleFlight(s, reply, false, l.cacheNow())
 	l.freeOrGrace(s, l.now())
 }
 
-// answer sends the client its reply.
+// answer sends the client its reply, unless it has one already (a stale
+// answer) or there is none (a prefetch), and ends the race.
 func (l *Loop) answer(s int32, reply []byte, outcome Outcome) {
 	q := &l.slots[s]
-	l.send(reply, &q.client)
-	l.f.Stats.count(q.kind, outcome)
+	if !q.clientDone {
+		l.send(reply, &q.client)
+		l.f.Stats.count(q.kind, outcome)
+	}
 	l.f.End()
 	q.decided = true
 }

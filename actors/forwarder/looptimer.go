@@ -17,6 +17,9 @@ func (l *Loop) nextTimer() time.Time {
 	if e, set := l.stallQ.first(); set {
 		next, ok = e.when, true
 	}
+	if e, set := l.staleQ.first(); set && (!ok || e.when < next) {
+		next, ok = e.when, true
+	}
 	for _, q := range [...]*timerQueue{&l.expireQ, &l.graceQ} {
 		if e, set := q.first(); set && (!ok || e.when < next) {
 			next, ok = e.when, true
@@ -47,6 +50,18 @@ func (l *Loop) dropIdleTimers() {
 			t.pop(e.when)
 		}
 	}
+	for e, ok := l.staleQ.first(); ok && !l.staleHasWork(e); e, ok = l.staleQ.first() {
+		l.staleQ.pop(e.when)
+	}
+}
+
+// staleHasWork says whether the refresh wait e ends for a race still on.
+func (l *Loop) staleHasWork(e timerEntry) bool {
+	if !l.queryLive(e) {
+		return false
+	}
+	q := &l.slots[e.slot]
+	return !q.decided && !q.staleFired && q.fl != nil
 }
 
 // queryLive says whether the query timer e was set for is still in flight.
@@ -55,13 +70,21 @@ func (l *Loop) queryLive(e timerEntry) bool {
 	return q.inUse && q.gen == e.gen
 }
 
+// retryTimer is the attempt of a retry timer's entry in the stall heap
+// (their delays vary too): at it the query retransmits, unless answered.
+const retryTimer int8 = -1
+
 // stallHasWork says whether stall timer e would do anything when it fires
-// (see fireTimers): count a stall, or be its query's first stall timer.
+// (see fireTimers): count a stall, be its query's first stall timer, or
+// retry a query not yet answered.
 func (l *Loop) stallHasWork(e timerEntry) bool {
 	if !l.queryLive(e) {
 		return false
 	}
 	q := &l.slots[e.slot]
+	if e.attempt == retryTimer {
+		return !q.decided
+	}
 	return !q.hedged || q.att[e.attempt].score.Pending()
 }
 
@@ -72,20 +95,30 @@ func (l *Loop) fireTimers(now int64) {
 			continue
 		}
 		q := &l.slots[e.slot]
+		if e.attempt == retryTimer {
+			l.again(e.slot, now)
+			continue
+		}
 		q.att[e.attempt].score.Stall()
 		// The first stall timer of a query comes at its start + hedge delay.
 		// Most queries are over by then: only now does a query get its
 		// expiry timer, which keeps the expiry queue at the queries still
 		// in flight after the hedge delay rather than all of upstream_timeout's.
-		// And if nothing has won yet, start one more upstream.
+		// And if nothing has won yet, start one more upstream (or, when
+		// none is left, retransmit) and set the first retry timer.
 		if !q.hedged {
 			q.hedged = true
 			if q.timeout > q.hedge {
 				l.expireQ.push(timerEntry{when: q.start + q.timeout, slot: e.slot, gen: q.gen})
 			}
 			if !q.decided {
-				l.launch(e.slot, 1, now)
+				l.again(e.slot, now)
 			}
+		}
+	}
+	for e, ok := l.staleQ.pop(now); ok; e, ok = l.staleQ.pop(now) {
+		if l.staleHasWork(e) {
+			l.staleTimer(e.slot)
 		}
 	}
 	for e, ok := l.expireQ.pop(now); ok; e, ok = l.expireQ.pop(now) {

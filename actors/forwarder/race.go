@@ -16,16 +16,17 @@ import (
 // Losers keep reading after the race (bounded by LoserGrace) so their
 // health is counted; they deliver into out, which has room for all of them.
 func (f *Forwarder) race(snap *state.Snapshot, route *state.Route, q []byte, qEnd int, tcp bool) ([]byte, Outcome) {
+	start := time.Now()
 	timeout := snap.Config.UpstreamTimeout
 	var rules raceRules
 	rules.reset(route.Upstreams)
 	r := &goRace{
 		q: q, qEnd: qEnd, tcp: tcp,
 		hedge:    f.hedgeFor(route),
-		deadline: time.Now().Add(timeout),
+		deadline: start.Add(timeout),
 		limits:   snap.Config.Limits,
 		grace:    f.LoserGrace,
-		out:      make(chan []byte, rules.limit),
+		out:      make(chan attemptResult, rules.limit+maxRetransmits),
 	}
 	defer r.end()
 
@@ -35,32 +36,49 @@ func (f *Forwarder) race(snap *state.Snapshot, route *state.Route, q []byte, qEn
 			if i < 0 {
 				return
 			}
-			go f.exchange(r, rules.ups[i])
+			go f.exchange(r, i, rules.ups[i])
 		}
 	}
 	launch(2)
 
+	// The hedge timer, then the retry timers (UDP only).
 	hedge := time.NewTimer(r.hedge)
 	defer hedge.Stop()
 	expire := time.NewTimer(timeout)
 	defer expire.Stop()
 
+	var settled [maxSends]attemptResult // for the debug log of a failed query
+	ns := 0
+	failed := func() ([]byte, Outcome) {
+		reply, outcome := rules.final(q, qEnd)
+		if f.debug {
+			f.logUnanswered(q, outcome, raceAttemptNotes(&rules, settled[:ns]))
+		}
+		return reply, outcome
+	}
 	for rules.pending > 0 {
 		select {
-		case reply := <-r.out:
-			win, more := rules.settle(reply)
+		case res := <-r.out:
+			settled[ns], ns = res, ns+1
+			win, more := rules.settle(res.up, res.reply)
 			if win != nil {
+				rules.won(f, res.u, time.Since(start))
 				setID(win, msgID(q))
 				return win, OutcomeUpstream
 			}
 			launch(more)
 		case <-hedge.C:
-			launch(1)
+			if i := rules.again(f, !tcp); i >= 0 {
+				go f.exchange(r, i, rules.ups[i])
+			}
+			if gap, ok := rules.retryIn(r.hedge, timeout-time.Since(start), !tcp); ok {
+				hedge.Reset(gap)
+			}
 		case <-expire.C:
-			return rules.final(q, qEnd)
+			return failed()
 		}
 	}
-	return rules.final(q, qEnd)
+	return failed()
 }
 
 // goRace is what the attempts of one query's goroutine race share: the
@@ -76,12 +94,21 @@ type goRace struct {
 	deadline time.Time // upstream_timeout after the query came
 	limits   config.LimitsConfig
 	grace    time.Duration
-	out      chan []byte // one per attempt: its validated reply, nil when it failed
+	out      chan attemptResult // one per attempt
 
 	mu    sync.Mutex
 	over  bool
-	conns [maxAttempts]Conn
+	conns [maxSends]Conn
 	n     int
+}
+
+// attemptResult is how one attempt ended: its validated reply, nil when it
+// failed; timedOut (for the debug log) says it failed by upstream_timeout.
+type attemptResult struct {
+	u        *state.Upstream
+	up       int // u's index in the route
+	reply    []byte
+	timedOut bool
 }
 
 // register adds an attempt's socket, so the race's end can cut its reads

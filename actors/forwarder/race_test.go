@@ -23,6 +23,7 @@ func setup(t *testing.T, timeout time.Duration, ups ...*dnstest.Upstream) (*forw
 	t.Helper()
 	cfg := config.Default()
 	cfg.UpstreamTimeout = timeout
+	cfg.Cache.Enabled = false // every query must reach the upstreams: the race is what these tests count
 	for _, u := range ups {
 		cfg.UpstreamResolvers = append(cfg.UpstreamResolvers, u.Addr)
 	}
@@ -177,6 +178,11 @@ func testFastFailuresTryNextHealthiest(t *testing.T, handle handleFunc) {
 	if r1.Count() != 1 || r2.Count() != 1 || g1.Count()+g2.Count() < 1 {
 		t.Errorf("queries seen: %d %d %d %d", r1.Count(), r2.Count(), g1.Count(), g2.Count())
 	}
+	rs := &f.Stats.Race
+	if rs.Escalations.Load() != 2 || rs.EscalationWins.Load() != 1 || rs.Hedges.Load() != 0 || rs.HedgeWins.Load() != 0 {
+		t.Errorf("race stats: escalations %d (won %d), hedges %d (won %d); want 2 (1), 0 (0)",
+			rs.Escalations.Load(), rs.EscalationWins.Load(), rs.Hedges.Load(), rs.HedgeWins.Load())
+	}
 }
 
 func TestHedgeWhenChosenUpstreamsAreSilent(t *testing.T) {
@@ -197,6 +203,10 @@ func testHedgeWhenChosenUpstreamsAreSilent(t *testing.T, handle handleFunc) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("answered after %v: the hedge did not start the third upstream", d)
+	}
+	if rs := &f.Stats.Race; rs.Hedges.Load() != 1 || rs.HedgeWins.Load() != 1 || rs.Escalations.Load() != 0 {
+		t.Errorf("race stats: hedges %d (won %d), escalations %d; want 1 (1), 0",
+			rs.Hedges.Load(), rs.HedgeWins.Load(), rs.Escalations.Load())
 	}
 	// The silent ones counted a stall each, so health now avoids them.
 	waitFor(t, "stalls", func() bool {
@@ -542,5 +552,68 @@ func testHedgeDelayFollowsRouteLatency(t *testing.T, handle handleFunc) {
 	}
 	if s1.Count() != 1 || s2.Count() != 1 || good.Count() != 1 {
 		t.Errorf("queries seen: %d %d %d, want 1 each", s1.Count(), s2.Count(), good.Count())
+	}
+}
+
+func TestLossOfEveryUpstreamQuery(t *testing.T) { bothEngines(t, testLossOfEveryUpstreamQuery) }
+
+// dropFirst is an upstream that loses the first n queries it gets (as if
+// the datagram, or its reply, were lost), then answers.
+func dropFirst(n int, h dnstest.Handler) dnstest.Handler {
+	var seen atomic.Int64
+	return func(q *dns.Msg, tcp bool) dnstest.Reply {
+		if seen.Add(1) <= int64(n) {
+			return dnstest.Reply{Drop: true}
+		}
+		return h(q, tcp)
+	}
+}
+
+// Both upstreams of a query lose its datagrams, and then its first
+// retransmits: the client still gets its answer well within
+// upstream_timeout, every retransmit is a new upstream query (a fresh ID
+// from a fresh source port), and they stop once one is answered.
+func testLossOfEveryUpstreamQuery(t *testing.T, handle handleFunc) {
+	for _, tc := range []struct {
+		name string
+		lost []int // per upstream: its first datagrams lost
+	}{
+		{name: "one upstream, its first 3 lost", lost: []int{3}},
+		{name: "two upstreams, the first 2 of each lost", lost: []int{2, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ups []*dnstest.Upstream
+			for _, n := range tc.lost {
+				ups = append(ups, dnstest.Start(t, "127.0.0.1", dropFirst(n, dnstest.Answer("10.7.7.7"))))
+			}
+			f, _, _ := setup(t, 3*time.Second, ups...)
+			f.Hedge = 10 * time.Millisecond
+			_, qb := query(t, "lossy.example.", dns.TypeA)
+			start := time.Now()
+			r := unpack(t, handle(t, f, qb))
+			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+				t.Fatalf("want the answer despite the loss, got %v", r)
+			}
+			// Retries at 10, 30, 70, 150 ms: well before upstream_timeout.
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("answered after %v: waited for upstream_timeout", d)
+			}
+			total, answered := 0, false
+			ids, ports := map[uint16]bool{}, map[netip.AddrPort]bool{}
+			for i, u := range ups {
+				seen := u.Seen()
+				answered = answered || len(seen) > tc.lost[i]
+				for _, s := range seen {
+					if ids[s.ID] || ports[s.From] {
+						t.Errorf("upstream query %d reuses ID %d or source %v", total, s.ID, s.From)
+					}
+					ids[s.ID], ports[s.From] = true, true
+					total++
+				}
+			}
+			if !answered || total > len(tc.lost)+forwarder.MaxRetransmits {
+				t.Errorf("%d upstream queries (at most %d), none past its losses: %v", total, len(tc.lost)+forwarder.MaxRetransmits, !answered)
+			}
+		})
 	}
 }

@@ -74,3 +74,18 @@ func epollPoll(ep int, events []unix.EpollEvent) (int, syscall.Errno) {
 	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	return int(n), errno
 }
+
+// mmsghdr is the kernel's struct mmsghdr: one message of a recvmmsg batch
+// and the length received into it.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// recvmmsg reads the datagrams queued on fd into the batch's messages,
+// without waiting: how many it read.
+func recvmmsg(fd int, msgs []mmsghdr) (int, syscall.Errno) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
+	return int(n), errno
+}

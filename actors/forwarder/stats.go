@@ -1,6 +1,10 @@
 package forwarder
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/spartan-dns/spartan/actors/state"
+)
 
 // RouteKind is the routing row a query took.
 type RouteKind int
@@ -31,10 +35,12 @@ const (
 	OutcomeFormErr                      // malformed or multi-question query
 	OutcomeNotImp                       // not a standard query
 	OutcomeDropped                      // too short or QR set: not answered
+	OutcomeCache                        // answered from the cache
+	OutcomeStale                        // a stale answer from the cache (RFC 8767)
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"upstream", "upstream_error", "servfail", "local", "formerr", "notimp", "dropped"}
+var outcomeNames = [numOutcomes]string{"upstream", "upstream_error", "servfail", "local", "formerr", "notimp", "dropped", "cache", "stale"}
 
 func (o Outcome) String() string { return outcomeNames[o] }
 
@@ -43,6 +49,22 @@ func (o Outcome) String() string { return outcomeNames[o] }
 type Stats struct {
 	Queries [numRoutes][numOutcomes]atomic.Uint64
 	Shed    atomic.Uint64 // queries dropped (UDP) or connections closed (TCP) over handler_limit
+	Race    RaceStats
+	// Answer is the latency of queries answered with an upstream's good
+	// reply, from the query's arrival to the winning reply.
+	Answer state.Latency
+}
+
+// RaceStats counts the attempts beyond a race's first two and the races
+// they won. Only those are counted, so a race that the first two settle
+// (nearly all) costs nothing more: its wins are the upstream outcome's
+// count minus these.
+type RaceStats struct {
+	Hedges         atomic.Uint64 // attempts started by the hedge delay (nothing had answered)
+	Escalations    atomic.Uint64 // attempts started because every started one failed fast
+	Retransmits    atomic.Uint64 // upstream queries sent again: no upstream was left, nothing had answered (UDP)
+	HedgeWins      atomic.Uint64 // races won by a hedge attempt
+	EscalationWins atomic.Uint64 // races won by an escalation attempt
 }
 
 func (s *Stats) count(r RouteKind, o Outcome) { s.Queries[r][o].Add(1) }

@@ -84,14 +84,6 @@ func (sa *sockaddr) sendto(fd int, b []byte) syscall.Errno {
 	return errno
 }
 
-// recvfrom reads one datagram into b and its source into sa.
-func (sa *sockaddr) recvfrom(fd int, b []byte) (int, syscall.Errno) {
-	sa.len = unix.SizeofSockaddrAny
-	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
-		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa.raw)), uintptr(unsafe.Pointer(&sa.len)))
-	return int(n), errno
-}
-
 // set stores ap (IPv4 addresses unmapped).
 func (sa *sockaddr) set(ap netip.AddrPort) {
 	ip := ap.Addr().Unmap()

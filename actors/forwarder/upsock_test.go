@@ -23,6 +23,7 @@ func TestLoopRecyclesUpstreamSockets(t *testing.T) {
 	a := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.9.9.9"))
 	cfg := config.Default()
 	cfg.UpstreamResolvers = []netip.AddrPort{a.Addr}
+	cfg.Cache.Enabled = false // every query must reach the upstream: it counts sockets per upstream query
 	f := New(state.NewStore(cfg, state.NewRegistry()), zerolog.Nop())
 
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
@@ -128,7 +129,12 @@ func TestLoopTrimsIdleSockets(t *testing.T) {
 // drivenLoop returns a loop that never runs: the test drives it by hand.
 func drivenLoop(t *testing.T) *Loop {
 	t.Helper()
-	f := New(state.NewStore(config.Default(), state.NewRegistry()), zerolog.Nop())
+	return drivenLoopFor(t, New(state.NewStore(config.Default(), state.NewRegistry()), zerolog.Nop()))
+}
+
+// drivenLoopFor is drivenLoop for forwarder f.
+func drivenLoopFor(t *testing.T, f *Forwarder) *Loop {
+	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)

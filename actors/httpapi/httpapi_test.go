@@ -332,7 +332,10 @@ func TestCollector(t *testing.T) {
 	}
 	query("web.example.")
 	query("nx.example.")
-	query("x.mesos.") // no masters: SERVFAIL
+	query("x.mesos.")     // no masters: SERVFAIL
+	query("web.example.") // from the cache
+	e.fwd.Stats.Race.Hedges.Add(8)
+	e.fwd.Stats.Race.EscalationWins.Add(9)
 	u := e.reg.Get(e.up.Addr)
 	u.Failures.Add(5)
 	u.Stalls.Add(6)
@@ -374,6 +377,22 @@ func TestCollector(t *testing.T) {
 		{"spartan_tcp_connections_refused_total", nil, 7},
 		{"spartan_queries_in_flight", nil, 1},
 		{"spartan_masters", nil, 2},
+		{"spartan_masters_last_read_timestamp_seconds", nil, 0}, // no masters watcher
+		{"spartan_race_extra_attempts_total", map[string]string{"reason": "hedge"}, 8},
+		{"spartan_race_extra_attempts_total", map[string]string{"reason": "escalation"}, 0},
+		{"spartan_race_wins_total", map[string]string{"attempt": "escalation"}, 9},
+		{"spartan_race_wins_total", map[string]string{"attempt": "hedge"}, 0},
+		{"spartan_queries_total", map[string]string{"route": "default", "outcome": "cache"}, 1},
+		{"spartan_cache_hits_total", nil, 1},
+		{"spartan_cache_misses_total", nil, 2}, // web, nx (x.mesos has no upstream to cache from)
+		{"spartan_cache_entries", nil, float64(e.fwd.Cache.Stats().Entries)},
+		{"spartan_cache_stale_total", nil, 0},
+		{"spartan_cache_prefetches_total", nil, 0},
+		{"spartan_cache_coalesced_total", nil, 0},
+		{"spartan_cache_evictions_total", nil, 0},
+	}
+	if e.fwd.Cache.Stats().Entries < 1 || e.fwd.Cache.Stats().Bytes <= 0 {
+		t.Errorf("cache stats %+v: want web.example. cached", e.fwd.Cache.Stats())
 	}
 	for _, tc := range tests {
 		m := metric(t, fams, tc.name, tc.labels)
@@ -394,6 +413,9 @@ func TestCollector(t *testing.T) {
 	}
 	if m := metric(t, fams, "spartan_queries_total", map[string]string{"route": "local", "outcome": "upstream"}); m != nil {
 		t.Error("impossible series local/upstream exported")
+	}
+	if a := metric(t, fams, "spartan_answer_latency_seconds", nil); a == nil || a.Histogram.GetSampleCount() != 2 {
+		t.Errorf("answer latency histogram = %v, want the 2 upstream answers", a)
 	}
 	h := metric(t, fams, "spartan_upstream_latency_seconds", upl)
 	if h == nil || h.Histogram == nil {

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"syscall"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -40,6 +43,10 @@ type Options struct {
 	Store     *state.Store
 	Forwarder *forwarder.Forwarder
 	Metrics   *Metrics
+	// Pprof serves /debug/pprof/ (config http_pprof). Off by default: any
+	// local process, host-network containers included, could otherwise
+	// burn the node's CPU with a profile or read query names in a heap.
+	Pprof bool
 }
 
 // Server is the HTTP actor. The value outlives restarts; each Serve binds
@@ -64,7 +71,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve implements suture.Service.
 func (s *Server) Serve(ctx context.Context) error {
-	var lc net.ListenConfig
+	// SO_REUSEPORT: during a reload the next process binds the same
+	// address while we still serve it.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); err != nil {
+			return err
+		}
+		return serr
+	}}
 	ln, err := lc.Listen(ctx, "tcp", s.opts.Addr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", s.opts.Addr, err)
@@ -115,12 +130,14 @@ func (s *Server) routes() http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed", r.Method))
 		})
 	}
-	// Profiles, for operators chasing CPU or memory on a live node. The
-	// listener is loopback by default (http_listen).
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	// Profiles, for operators chasing CPU or memory on a live node, only
+	// when the config asks for them (http_pprof).
+	if s.opts.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	get("/v1/version", s.version)
 	get("/v1/hosts/{host}", s.hosts)
 	get("/v1/services/{service}", s.services)

@@ -109,8 +109,10 @@ func TestNotImpCarriesNoQueryFlags(t *testing.T) {
 	}
 }
 
-// The TCP listener drops what UDP drops (too short for a header, or a
-// response) by the same check, and counts it as UDP does.
+// The TCP listener drops a response, as UDP does, by the same check, and
+// counts it as UDP does; the connection serves on. A frame too short for a
+// header is counted the same way, but it is no DNS message: it also ends
+// the connection, after the replies already due (issue 17).
 func TestTCPDropsCountedAsUDP(t *testing.T) {
 	fwd := fzForwarder()
 	addr := fzAddr(t, "tcp")
@@ -127,8 +129,10 @@ func TestTCPDropsCountedAsUDP(t *testing.T) {
 	resp, _ := m.Pack()
 	resp[2] |= hdrQR
 	good, _ := m.Pack()
+	after := append([]byte{}, good...)
+	after[0] ^= 0xff // another ID
 	var stream []byte
-	for _, f := range [][]byte{resp[:11], resp, good} {
+	for _, f := range [][]byte{resp, good, resp[:11], after} {
 		stream = append(stream, dnstest.Frame(f)...)
 	}
 	before := dropped()
@@ -136,14 +140,17 @@ func TestTCPDropsCountedAsUDP(t *testing.T) {
 	if _, err := c.Write(stream); err != nil {
 		t.Fatal(err)
 	}
-	// The connection stays open and the good query after the two dropped
-	// ones is answered: by then both drops were counted.
+	// The good query after the dropped response is answered...
 	r, err := dnstest.ReadFrame(c)
 	if err != nil {
-		t.Fatalf("query after the dropped ones not answered: %v", err)
+		t.Fatalf("query after the dropped response not answered: %v", err)
 	}
 	if r[0] != good[0] || r[1] != good[1] || r[3]&hdrRcode != dns.RcodeSuccess {
 		t.Fatalf("reply %x to query %x", r, good)
+	}
+	// ...and the short frame ends the connection: the query after it is not.
+	if r, err := dnstest.ReadFrame(c); err == nil {
+		t.Fatalf("reply %x after a frame too short for a header: the connection should have closed", r)
 	}
 	if got := dropped() - before; got != 2 {
 		t.Fatalf("dropped counted %d, want 2", got)

@@ -195,7 +195,10 @@ func fzFrames(stream []byte, max int) map[uint16]int {
 			break
 		}
 		q := stream[2 : 2+n]
-		if len(q) >= 12 && q[2]&0x80 == 0 {
+		if !forwarder.WellFormed(q) {
+			break // the listener stops reading at a frame that is not DNS
+		}
+		if q[2]&0x80 == 0 {
 			ids[binary.BigEndian.Uint16(q)]++
 		}
 		stream = stream[2+n:]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"net"
 	"net/netip"
 	"os"
@@ -39,13 +40,19 @@ type TCP struct {
 	// prev is the listening socket of the last run, left open when the run
 	// was cancelled so that connections queue in it until the next run.
 	prev atomic.Pointer[net.TCPListener]
+	base *os.File // inherited listening socket (Inherit); nil: bind our own
 	// Refused counts connections closed at once because of tcp_connections.
 	Refused atomic.Uint64
+	// UnreadLimit bounds the reply bytes a client may leave unread (sent
+	// but not yet acknowledged by its TCP) before it is cut off.
+	UnreadLimit int
+	cuts        [numCuts]atomic.Uint64 // connections cut off, by reason (tcpcut.go)
 }
 
 // NewTCP returns the TCP listener actor for addr.
 func NewTCP(addr netip.AddrPort, fwd *forwarder.Forwarder, limits config.LimitsConfig, log zerolog.Logger) *TCP {
-	return &TCP{addr: addr, fwd: fwd, limits: limits, log: log.With().Str("listener", "tcp").Stringer("addr", addr).Logger()}
+	return &TCP{addr: addr, fwd: fwd, limits: limits, UnreadLimit: defaultUnreadLimit,
+		log: log.With().Str("listener", "tcp").Stringer("addr", addr).Logger()}
 }
 
 func (l *TCP) String() string { return "tcp-" + l.addr.Addr().String() }
@@ -63,7 +70,7 @@ const endGrace = 50 * time.Millisecond
 // and closes it, so a restart refuses no connection. Close releases the
 // socket for good.
 func (l *TCP) Serve(ctx context.Context) error {
-	ln, err := listenTCP(ctx, l.addr)
+	ln, err := l.listen(ctx)
 	if err != nil {
 		return fmt.Errorf("tcp listen %s: %w", l.addr, err)
 	}
@@ -103,7 +110,7 @@ func (l *TCP) Serve(ctx context.Context) error {
 		c, err := ln.AcceptTCP()
 		if err != nil {
 			if ctx.Err() != nil {
-				keep = true
+				keep = l.base == nil // an inherited socket outlives the run anyway
 				return ctx.Err()
 			}
 			var ne net.Error
@@ -150,7 +157,11 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 		inflight sync.WaitGroup
 		pending  atomic.Int64
 		slots    = make(chan struct{}, l.limits.TCPPipeline)
+		client   netip.AddrPort // for the dnstap log
 	)
+	if l.fwd.Tap != nil {
+		client = c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	}
 	// When the run ends, the connection goes on reading for endGrace only:
 	// a query the client sent just before (still in the socket buffer) is
 	// answered, not reset. Then it stops reading (not closing: the queries
@@ -205,8 +216,16 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 			}
 			return // closed, idle, slow, or a frame no DNS query can be: the stream is unusable
 		}
-		if l.fwd.Drops(q) {
-			continue // too short or a response: dropped (counted), never answered
+		bad := !forwarder.WellFormed(q)
+		if l.fwd.Drops(q) && !bad {
+			continue // a response: dropped (counted), never answered
+		}
+		if bad {
+			// Not DNS, or out of step with its own framing: nothing after
+			// this can be trusted. The replies already due are written
+			// (the deferred wait), then the connection closes.
+			l.cut(cutGarbage)
+			return
 		}
 		// Pipelining limit: stop reading (back-pressure) until a slot frees.
 		select {
@@ -225,9 +244,19 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 			defer func() { <-slots }()
 			defer pending.Add(-1)
 			defer l.fwd.End()
-			r := l.fwd.Answer(snap, q, true)
+			if t := l.fwd.Tap; t != nil {
+				t.Message(dnstap.ClientQuery, q, client, true)
+			}
+			r, cached := l.fwd.AnswerFrom(snap, q, true)
 			if r == nil {
 				return
+			}
+			if t := l.fwd.Tap; t != nil {
+				kind := dnstap.ClientResponse
+				if cached {
+					kind = dnstap.CachedResponse
+				}
+				t.Message(kind, r, client, true)
 			}
 			frame := forwarder.AppendFrame(make([]byte, 0, 2+len(r)), r)
 			wmu.Lock()
@@ -237,6 +266,14 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 				// A client that does not read its answers (or a half-written
 				// frame that broke the stream) loses the connection: it must
 				// not hold a slot of tcp_connections while its queries pile up.
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					l.cut(cutBlocked)
+				}
+				_ = c.Close()
+				return
+			}
+			if l.unreadOver(c) {
+				l.cut(cutUnread)
 				_ = c.Close()
 			}
 		}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 
@@ -32,6 +33,8 @@ type UDP struct {
 	// saturation on 2 cores (issue 7): 1 socket 15.4k qps, 2 about 21.9k,
 	// 4 about 24.9k, 8 25.6k.
 	Sockets int
+
+	base *os.File // inherited socket (Inherit); nil: bind our own
 
 	reply     forwarder.ReplyPath
 	mu        sync.Mutex
@@ -95,7 +98,7 @@ func (l *UDP) start() ([]*forwarder.Loop, []*forwarder.Socket, error) {
 		return nil, nil, err
 	}
 	for range n {
-		fd, err := listenUDPRaw(l.addr)
+		fd, err := l.socket()
 		if err != nil {
 			return fail(fmt.Errorf("udp listen %s: %w", l.addr, err))
 		}
@@ -111,6 +114,15 @@ func (l *UDP) start() ([]*forwarder.Loop, []*forwarder.Socket, error) {
 		s.Release() // their loops hold them
 	}
 	return loops, socks[:1], nil
+}
+
+// socket returns a descriptor for one loop: a duplicate of the inherited
+// socket, or a new SO_REUSEPORT sibling.
+func (l *UDP) socket() (int, error) {
+	if l.base != nil {
+		return dupFD(l.base)
+	}
+	return listenUDPRaw(l.addr)
 }
 
 // handOver makes loops the serving ones: replies of older loops now go out
@@ -130,11 +142,17 @@ func (l *UDP) handOver(loops []*forwarder.Loop, replySock *forwarder.Socket) {
 }
 
 // Close stops serving, waits until every query accepted has been answered,
-// and closes the sockets. Call it once the tree has stopped.
+// and closes the sockets. Call it once the tree has stopped. Our own
+// sockets are drained first; an inherited one is left as it is, its queue
+// for the next process (Loop.Stop).
 func (l *UDP) Close() {
 	l.mu.Lock()
 	for _, lp := range l.current {
-		lp.Retire()
+		if l.base != nil {
+			lp.Stop()
+		} else {
+			lp.Retire()
+		}
 	}
 	l.current = nil
 	l.mu.Unlock()

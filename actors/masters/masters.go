@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -42,6 +43,7 @@ func New(cfg *config.Config, out chan<- msg.ToState, lookup Lookup, log zerolog.
 		normal:  positive(cfg.MastersRefreshNormal, config.DefaultMastersRefreshNormal),
 		fail:    positive(cfg.MastersRefreshFail, config.DefaultMastersRefreshFail),
 		timeout: positive(cfg.ExhibitorTimeout, config.DefaultExhibitorTimeout),
+		goodAt:  new(atomic.Int64),
 	}
 	switch cfg.MasterSource {
 	case "", config.MasterSourceNone:
@@ -85,6 +87,18 @@ type base struct {
 	normal  time.Duration // poll interval after a good read
 	fail    time.Duration // poll interval after a failed read
 	timeout time.Duration // exhibitor HTTP timeout
+	// goodAt is the clock's time of the last good read (unix ns, 0: none
+	// yet), shared by the copies of base, for the masters-age metric.
+	goodAt *atomic.Int64
+}
+
+// LastGoodRead returns when the masters were last read successfully (zero
+// before the first good read). Every watcher New returns has it.
+func (b *base) LastGoodRead() time.Time {
+	if ns := b.goodAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 func (b *base) String() string { return "masters/" + b.source }
@@ -114,6 +128,7 @@ func (b *base) report(ctx context.Context, ips []netip.Addr, err error, last *[]
 		ev.Strs("masters", addrStrings(ips)).Msg("masters read")
 		*last = ips
 		m = msg.Masters{Source: b.source, IPs: ips, At: now}
+		b.goodAt.Store(now.UnixNano())
 	}
 	select {
 	case b.out <- m:

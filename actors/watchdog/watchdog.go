@@ -173,7 +173,7 @@ func (w *Watchdog) check(ctx context.Context) error {
 	if err == nil {
 		w.passes.Add(1)
 		if !w.failingSince.IsZero() && w.readySent.Load() {
-			w.log.Info().Dur("failed_for", now.Sub(w.failingSince)).Msg("probe passes again")
+			w.log.Info().Float64("failed_for_seconds", now.Sub(w.failingSince).Seconds()).Msg("probe passes again")
 		}
 		w.failingSince, w.lastErr = time.Time{}, ""
 		if w.readySent.CompareAndSwap(false, true) {
@@ -188,18 +188,23 @@ func (w *Watchdog) check(ctx context.Context) error {
 		w.failingSince = started
 	}
 	failedFor := now.Sub(w.failingSince)
-	if msg := err.Error(); msg != w.lastErr {
-		w.lastErr = msg
+	if !w.readySent.Load() {
 		// Before the first pass the listeners are usually still binding:
-		// that is startup, not a failure worth a warning.
-		lvl := w.log.Warn()
-		if !w.readySent.Load() {
-			lvl = w.log.Debug()
+		// that is startup, not a failure, so it is no "probe failed" line.
+		if msg := err.Error(); msg != w.lastErr {
+			w.lastErr = msg
+			w.log.Debug().Err(err).Float64("waiting_seconds", failedFor.Seconds()).Msg("not serving yet")
 		}
-		lvl.Err(err).Dur("failing_for", failedFor).Dur("grace", w.grace).Msg("probe failed")
+	} else if msg := err.Error(); msg != w.lastErr {
+		w.lastErr = msg
+		// Both durations in seconds, so a reader compares them at a glance.
+		w.log.Warn().Err(err).Float64("failing_for_seconds", failedFor.Seconds()).
+			Float64("grace_seconds", w.grace.Seconds()).Msg("probe failed")
 	}
 	if failedFor >= w.grace {
-		w.log.Error().Err(err).Dur("failing_for", failedFor).Msg("probe failed for the whole grace period; exiting so the service manager restarts us")
+		w.log.Error().Err(err).Float64("failing_for_seconds", failedFor.Seconds()).
+			Float64("grace_seconds", w.grace.Seconds()).
+			Msg("probe failed for the whole grace period; exiting so the service manager restarts us")
 		w.fail(1)
 		return ErrGraceExpired
 	}

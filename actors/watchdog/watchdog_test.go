@@ -38,7 +38,9 @@ const (
 	grace    = 60 * time.Second
 )
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newLoggedHarness(t, zerolog.Nop()) }
+
+func newLoggedHarness(t *testing.T, log zerolog.Logger) *harness {
 	h := &harness{t: t, clock: fakeclock.New(), results: make(chan error)}
 	notify := NotifierFunc(func(s string) error {
 		h.mu.Lock()
@@ -59,7 +61,7 @@ func newHarness(t *testing.T) *harness {
 			return ctx.Err()
 		}
 	}
-	h.w = newWatchdog(netip.AddrPort{}, interval, grace, notify, exit, zerolog.Nop(), WithClock(h.clock), WithProbe(probe))
+	h.w = newWatchdog(netip.AddrPort{}, interval, grace, notify, exit, log, WithClock(h.clock), WithProbe(probe))
 	h.start()
 	return h
 }

@@ -13,21 +13,51 @@ import (
 func (d *daemon) addAPI(root *supervisor.Sup) {
 	api := root.Supervisor("api", groupOpts)
 	if d.cfg.CtlSocket != "" {
-		api.Actor("ctl", ctl.New(d.cfg.CtlSocket, api.Path()+"/ctl", d.tree, d.store,
-			d.log.With().Str("actor", "ctl").Logger()))
+		a := ctl.New(d.cfg.CtlSocket, api.Path()+"/ctl", d.tree, d.store, d.log.With().Str("actor", "ctl").Logger())
+		if d.fwd.Cache != nil { // a nil *cache.Cache in the interface would not be nil
+			a.WithCache(d.fwd.Cache)
+		}
+		api.Actor("ctl", a)
+	}
+	if d.tap != nil {
+		api.Actor("dnstap", d.tap)
 	}
 	if d.cfg.HTTPListen == "" {
 		return
 	}
 	m := httpapi.NewMetrics(httpapi.Sources{
-		Store:     d.store,
-		Forwarder: d.fwd,
+		Store:           d.store,
+		Forwarder:       d.fwd,
+		MastersLastRead: d.mastersRead,
+		Dnstap:          d.tap,
 		TCPRefused: func() (n uint64) {
 			for _, l := range d.tcp {
 				n += l.Refused.Load()
 			}
 			return n
 		},
+		TCPClosed: func(each func(string, uint64)) {
+			sum := map[string]uint64{}
+			var order []string
+			for _, l := range d.tcp {
+				l.EachCut(func(r string, n uint64) {
+					if _, ok := sum[r]; !ok {
+						order = append(order, r)
+					}
+					sum[r] += n
+				})
+			}
+			for _, r := range order {
+				each(r, sum[r])
+			}
+		},
+		Reloads: func() (uint64, uint64) {
+			if d.reloads == nil {
+				return 0, 0
+			}
+			return d.reloads.Reloads.Load(), d.reloads.Failures.Load()
+		},
+		NoUpstreams: len(d.cfg.UpstreamResolvers) == 0,
 	})
 	m.Watch(d.tree)
 	api.Actor("http", httpapi.New(httpapi.Options{
@@ -36,5 +66,6 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 		Store:     d.store,
 		Forwarder: d.fwd,
 		Metrics:   m,
+		Pprof:     d.cfg.HTTPPprof,
 	}, d.log.With().Str("actor", "http").Logger()))
 }

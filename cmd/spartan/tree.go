@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/dnstap"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/iface"
 	"github.com/spartan-dns/spartan/actors/listener"
@@ -43,15 +46,28 @@ type daemon struct {
 	udp   []*listener.UDP
 	tcp   []*listener.TCP
 
+	tap *dnstap.Tap // nil: dnstap off
+
+	// mastersRead is the masters watcher's last good read (nil: none runs).
+	mastersRead func() time.Time
+
+	reloads *upgrader // nil in tests that build a daemon without main
+
 	// failed carries the exit code when an actor decides the process must
 	// die (the watchdog after its grace period).
 	failed chan int
 }
 
-func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
+// newDaemon builds the tree. inh holds the sockets handed to us
+// (LISTEN_FDS): a listener whose address has one serves it instead of
+// binding its own. notify is the watchdog's sd_notify.
+func newDaemon(cfg *config.Config, log zerolog.Logger, inh inherited, notify watchdog.Notifier) *daemon {
 	reg := state.NewRegistry()
 	d := &daemon{cfg: cfg, log: log, store: state.NewStore(cfg, reg), failed: make(chan int, 1)}
 	d.fwd = forwarder.New(d.store, log)
+	if tap := dnstap.New(cfg.Dnstap.Socket, cfg.Dnstap.File, "spartan "+Version, log.With().Str("actor", "dnstap").Logger()); tap != nil {
+		d.fwd.Tap, d.tap = tap, tap
+	}
 	d.tree = supervisor.New("spartan", rootOpts, log)
 	root := d.tree.Root()
 
@@ -62,22 +78,34 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 	lookup := masters.UpstreamLookup(cfg.UpstreamResolvers, 2*time.Second)
 	if w := masters.New(cfg, inbox, lookup, log.With().Str("actor", "masters").Logger(), clock.Real{}); w != nil {
 		stateSup.Actor("masters", w)
+		if lr, ok := w.(interface{ LastGoodRead() time.Time }); ok {
+			d.mastersRead = lr.LastGoodRead
+		}
 	}
 
 	// DNS: a UDP and a TCP listener per bind IP.
 	dns := root.Supervisor("dns", dnsOpts)
 	for _, ip := range cfg.BindIPs {
 		if cfg.UDPServerEnabled {
-			l := listener.NewUDP(netip.AddrPortFrom(ip, uint16(cfg.UDPPort)), d.fwd, log)
+			addr := netip.AddrPortFrom(ip, uint16(cfg.UDPPort))
+			l := listener.NewUDP(addr, d.fwd, log)
+			if f := inh.take("udp", addr); f != nil {
+				l.Inherit(f)
+			}
 			d.udp = append(d.udp, l)
 			dns.Actor("udp-"+ip.String(), l)
 		}
 		if cfg.TCPServerEnabled {
-			l := listener.NewTCP(netip.AddrPortFrom(ip, uint16(cfg.TCPPort)), d.fwd, cfg.Limits, log)
+			addr := netip.AddrPortFrom(ip, uint16(cfg.TCPPort))
+			l := listener.NewTCP(addr, d.fwd, cfg.Limits, log)
+			if f := inh.take("tcp", addr); f != nil {
+				l.Inherit(f)
+			}
 			d.tcp = append(d.tcp, l)
 			dns.Actor("tcp-"+ip.String(), l)
 		}
 	}
+	inh.rest(log)
 
 	// Node: the link that carries the bind IPs.
 	node := root.Supervisor("node", groupOpts)
@@ -85,12 +113,75 @@ func newDaemon(cfg *config.Config, log zerolog.Logger) *daemon {
 		node.Actor("interface", a)
 	}
 	if udp, tcp := watchdog.Targets(cfg); udp.IsValid() || tcp.IsValid() {
-		node.Actor("watchdog", watchdog.New(udp, cfg.Watchdog.Interval, cfg.Watchdog.Grace, watchdog.SdNotifier{}, d.fail,
-			log.With().Str("actor", "watchdog").Logger(), watchdog.WithUDPAddr(udp), watchdog.WithTCPAddr(tcp)))
+		opts := []watchdog.Option{watchdog.WithUDPAddr(udp), watchdog.WithTCPAddr(tcp)}
+		if h, ok := notify.(*handoffNotifier); ok && h.pending() {
+			opts = append(opts, watchdog.WithProbe(d.selfProbe(udp, tcp, h)))
+		}
+		node.Actor("watchdog", watchdog.New(udp, cfg.Watchdog.Interval, cfg.Watchdog.Grace, notify, d.fail,
+			log.With().Str("actor", "watchdog").Logger(), opts...))
 	}
 
 	d.addAPI(root)
 	return d
+}
+
+// selfProbe is the watchdog probe of a process started by a reload, until
+// it has taken over: the sockets are shared with the process we replace,
+// so a passing probe may have been answered by that one. Each transport
+// passes only if this process answered a local query meanwhile (the
+// probe's, or a client's): proof that it reads those sockets itself.
+func (d *daemon) selfProbe(udp, tcp netip.AddrPort, h *handoffNotifier) func(context.Context) error {
+	timeout := min(5*time.Second, max(d.cfg.Watchdog.Interval/3, 500*time.Millisecond))
+	return func(ctx context.Context) error {
+		for _, p := range []struct {
+			name     string
+			udp, tcp netip.AddrPort
+		}{{"udp", udp, netip.AddrPort{}}, {"tcp", netip.AddrPort{}, tcp}} {
+			if !p.udp.IsValid() && !p.tcp.IsValid() {
+				continue
+			}
+			before := d.localAnswers()
+			if err := watchdog.ProbeAddrs(ctx, p.udp, p.tcp, timeout); err != nil {
+				return err
+			}
+			if h.pending() && d.localAnswers() == before {
+				return fmt.Errorf("%s probe answered by the process we replace, not yet by us", p.name)
+			}
+		}
+		return nil
+	}
+}
+
+// localAnswers is how many local-zone queries this process answered.
+func (d *daemon) localAnswers() uint64 {
+	return d.fwd.Stats.Queries[forwarder.RouteLocal][forwarder.OutcomeLocal].Load()
+}
+
+// handoverFiles returns, for a reload, one socket per listener bound to its
+// address (inherited ones duplicated), named after the listener.
+func (d *daemon) handoverFiles() ([]*os.File, error) {
+	var files []*os.File
+	add := func(f *os.File, err error) error {
+		if err != nil {
+			for _, f := range files {
+				_ = f.Close()
+			}
+			return err
+		}
+		files = append(files, f)
+		return nil
+	}
+	for _, l := range d.udp {
+		if err := add(l.File()); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range d.tcp {
+		if err := add(l.File()); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
 }
 
 // fail asks the daemon to stop and exit with code (non-zero). Called from
@@ -125,6 +216,9 @@ func (d *daemon) run(ctx context.Context) (int, error) {
 	}
 	for _, l := range d.tcp {
 		l.Close()
+	}
+	if err := d.tap.Close(); err != nil {
+		d.log.Warn().Err(err).Msg("dnstap: closing the file")
 	}
 	return int(code.Load()), err
 }

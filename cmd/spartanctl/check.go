@@ -8,32 +8,31 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/ctl"
 	"github.com/spartan-dns/spartan/actors/watchdog"
 )
 
-func init() { commands["check"] = runCheck }
+func init() {
+	commands["check"] = command{run: runCheck, flags: func(fs *flag.FlagSet) { checkFlags(fs) }}
+}
 
-const checkUsage = `usage: spartanctl check [-addr IP[:PORT]] [-timeout D] [-config PATH]
+type checkOpts struct {
+	addr, config string
+	timeout      time.Duration
+}
 
-Resolves ready.spartan over UDP and over TCP, at once, and succeeds only if
-both answer A 127.0.0.1. This is the probe the spartan-watchdog timer runs.
-
-Without -addr it probes the first bind IP of the configuration (-config, else
-/etc/spartan/spartan.json if it exists, else the built-in defaults) at its
-udp_port and tcp_port, skipping a transport whose server is disabled. -addr
-without a port means port 53.
-
-Exit codes:
-  0  both transports answered ready.spartan with 127.0.0.1
-  1  the probe failed; stderr names each failing transport and why
-  2  usage or configuration error
-
-Flags:
-`
+func checkFlags(fs *flag.FlagSet) *checkOpts {
+	o := &checkOpts{}
+	fs.StringVar(&o.addr, "addr", "", "probe `IP[:PORT]` instead of the configuration's first bind IP")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Second, "give each transport this long")
+	fs.StringVar(&o.config, "config", "", "configuration `PATH` for the default address")
+	return o
+}
 
 // loadConfig reads the node's configuration for check and genresolv.
 // upstream_resolvers is irrelevant to both, so the host's resolv.conf (which
@@ -43,21 +42,23 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 type checkDeps struct {
-	load   func(path string) (*config.Config, error)
-	probe  func(ctx context.Context, udp, tcp netip.AddrPort, timeout time.Duration) error
-	stdout io.Writer
-	stderr io.Writer
+	load func(path string) (*config.Config, error)
+	// upstreams returns how many upstreams the daemon behind socket has
+	// for names no other rule claims (the "default" route); nil: not asked.
+	upstreams func(socket string) (int, error)
+	probe     func(ctx context.Context, udp, tcp netip.AddrPort, timeout time.Duration) error
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
-func runCheck(_ string, args []string) int {
-	return checkMain(args, checkDeps{load: loadConfig, probe: watchdog.ProbeAddrs, stdout: os.Stdout, stderr: os.Stderr})
+func runCheck(g globals, args []string) int {
+	return checkMain(withConfig(g, args), checkDeps{load: loadConfig, upstreams: defaultUpstreams, probe: watchdog.ProbeAddrs, stdout: os.Stdout, stderr: os.Stderr})
 }
 
 func checkMain(args []string, d checkDeps) int {
-	fs := newFlagSet("check", checkUsage, d.stderr)
-	addrFlag := fs.String("addr", "", "probe `IP[:PORT]` instead of the configuration's first bind IP")
-	timeout := fs.Duration("timeout", 2*time.Second, "give each transport this long")
-	cfgPath := fs.String("config", "", "configuration `PATH` for the default address")
+	fs := newFlagSet("check", d.stderr)
+	o := checkFlags(fs)
+	addrFlag, timeout, cfgPath := &o.addr, &o.timeout, &o.config
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -84,8 +85,43 @@ func checkMain(args []string, d checkDeps) int {
 		}
 		return 1
 	}
+	// The node's own daemon (no -addr) must also have somewhere to send
+	// the names no local rule answers: without upstreams it serves only
+	// the local zones, *.mesos and forward_zones, and every other name
+	// fails. Asked over the control socket; a socket we cannot reach only
+	// skips this part (the DNS probe passed).
+	if *addrFlag == "" && d.upstreams != nil {
+		if cfg, err := d.load(*cfgPath); err == nil && cfg.CtlSocket != "" {
+			n, err := d.upstreams(cfg.CtlSocket)
+			switch {
+			case err != nil:
+				fmt.Fprintf(d.stderr, "spartanctl check: upstreams not checked: %v\n", err)
+			case n == 0:
+				fmt.Fprintf(d.stderr, "spartanctl check: FAIL no upstream resolvers: names outside the local zones, *.mesos and forward_zones get SERVFAIL; set upstream_resolvers in the config or nameserver lines in %s\n", config.DefaultUpstreamsPath)
+				return 1
+			}
+		}
+	}
 	fmt.Fprintf(d.stdout, "ok: ready.spartan is 127.0.0.1 via %s\n", describeTarget(udp, tcp))
 	return 0
+}
+
+// defaultUpstreams asks the daemon for its upstreams and counts those of
+// the default route.
+func defaultUpstreams(socket string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
+	defer cancel()
+	resp, err := ctl.Call(ctx, socket, ctl.Request{Cmd: ctl.CmdUpstreams})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, u := range resp.Upstreams {
+		if slices.Contains(u.Routes, "default") {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // checkTarget works out the UDP and TCP addresses to probe; a zero AddrPort

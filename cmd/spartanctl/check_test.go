@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -104,7 +105,7 @@ func TestCheckCommand(t *testing.T) {
 		{"ok from config", []string{"-config", cfgFile}, 0, good.String(), nil, ""},
 		{"tcp down", []string{"-addr", noTCP.String(), "-timeout", "500ms"}, 1, "", []string{"FAIL tcp", "refused"}, "FAIL udp"},
 		{"udp silent", []string{"-addr", silentUDP.String(), "-timeout", "300ms"}, 1, "", []string{"FAIL udp", "timeout"}, "FAIL tcp"},
-		{"help", []string{"-h"}, 0, "", []string{"Exit codes", "0  both transports", "1  the probe failed", "2  usage"}, ""},
+		{"help", []string{"-h"}, 0, "", []string{"Exit status: 0 both transports", "1 the", "probe failed", "2 usage"}, ""},
 		{"unknown flag", []string{"-bogus"}, 2, "", []string{"flag provided but not defined"}, ""},
 		{"extra arg", []string{"x"}, 2, "", []string{"unexpected argument"}, ""},
 		{"bad timeout", []string{"-timeout", "0s"}, 2, "", []string{"-timeout"}, ""},
@@ -137,7 +138,7 @@ func TestCheckCommand(t *testing.T) {
 // TestCheckRegistered makes sure the dispatcher knows the commands.
 func TestCheckRegistered(t *testing.T) {
 	for _, name := range []string{"check", "genresolv"} {
-		if commands[name] == nil {
+		if commands[name].run == nil {
 			t.Errorf("command %q not registered", name)
 		}
 	}
@@ -148,5 +149,43 @@ func TestCheckRegistered(t *testing.T) {
 	}
 	if time.Since(start) > 2*time.Second {
 		t.Fatal("check ignored -timeout")
+	}
+}
+
+// Without -addr, check also asks the daemon whether it has upstream
+// resolvers: none fails naming what to set; a control socket that cannot
+// be reached only skips that part.
+func TestCheckUpstreams(t *testing.T) {
+	cases := []struct {
+		name   string
+		args   []string
+		n      int
+		err    error
+		code   int
+		stderr string
+	}{
+		{"has upstreams", nil, 2, nil, 0, ""},
+		{"none", nil, 0, nil, 1, "FAIL no upstream resolvers"},
+		{"socket unreachable", nil, 0, errors.New("connection refused"), 0, "upstreams not checked"},
+		{"-addr: not asked", []string{"-addr", "127.0.0.1"}, 0, nil, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.CtlSocket = "/nonexistent/ctl.sock"
+			var stdout, stderr bytes.Buffer
+			code := checkMain(c.args, checkDeps{
+				load:      func(string) (*config.Config, error) { return cfg, nil },
+				upstreams: func(string) (int, error) { return c.n, c.err },
+				probe:     func(context.Context, netip.AddrPort, netip.AddrPort, time.Duration) error { return nil },
+				stdout:    &stdout, stderr: &stderr,
+			})
+			if code != c.code || !strings.Contains(stderr.String(), c.stderr) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, stderr.String(), c.code, c.stderr)
+			}
+			if c.code == 1 && !strings.Contains(stderr.String(), config.DefaultUpstreamsPath) {
+				t.Errorf("the failure does not name what to set: %q", stderr.String())
+			}
+		})
 	}
 }

@@ -233,7 +233,7 @@ func TestNoDaemon(t *testing.T) {
 
 func TestCtlCommandsRegistered(t *testing.T) {
 	for _, c := range []string{"tree", "kill", "upstreams"} {
-		if commands[c] == nil {
+		if commands[c].run == nil {
 			t.Errorf("command %q not registered", c)
 		}
 	}

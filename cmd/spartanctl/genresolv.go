@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -20,37 +21,25 @@ import (
 	"github.com/spartan-dns/spartan/actors/watchdog"
 )
 
-func init() { commands["genresolv"] = runGenresolv }
+func init() {
+	commands["genresolv"] = command{run: runGenresolv, flags: func(fs *flag.FlagSet) { genresolvFlags(fs, "") }}
+}
 
-const genresolvUsage = `usage: spartanctl genresolv [-config PATH] [-resolvers LIST] [-search DOMAINS] PATH
+type genresolvOpts struct {
+	config, resolvers, search, upstreams string
+	timeout                              time.Duration
+}
 
-Writes the resolv.conf at PATH: "options timeout:1", "options attempts:3",
-a "search" line from -search (else env SEARCH) when given, and a
-"nameserver" line for every bind IP of the configuration that answers
-ready.spartan over UDP (all checked at once, each within -timeout). When no
-Spartan IP answers, up to 3 of -resolvers (else env RESOLVERS) are listed
-instead, in random order.
-
-The configuration is -config, else /etc/spartan/spartan.json if it exists,
-else the built-in defaults. The check uses its udp_port; resolv.conf cannot
-name a port, so with udp_port other than 53 the file says so in a comment.
-
-LIST is comma-separated ip[:port]; entries with a port other than 53 are
-skipped (resolv.conf cannot name a port). DOMAINS is space-separated, as
-in resolv.conf.
-
-The file is replaced atomically (temporary file in the same directory, then
-rename); when the rename fails with EBUSY (a bind-mounted resolv.conf, as in
-containers) it is rewritten in place.
-
-Exit codes:
-  0  PATH written
-  1  nothing to list (no live Spartan IP and no usable resolver: PATH is left
-     as it was) or PATH could not be written
-  2  usage or configuration error
-
-Flags:
-`
+// genresolvFlags declares the flags; defUpstreams is -upstreams' default.
+func genresolvFlags(fs *flag.FlagSet, defUpstreams string) *genresolvOpts {
+	o := &genresolvOpts{}
+	fs.StringVar(&o.config, "config", "", "configuration `PATH` (its bind_ips and udp_port are checked)")
+	fs.StringVar(&o.resolvers, "resolvers", "", "fallback resolvers, comma-separated `ip[:port]` (default: env RESOLVERS)")
+	fs.StringVar(&o.search, "search", "", "space-separated search `DOMAINS` (default: env SEARCH)")
+	fs.DurationVar(&o.timeout, "timeout", time.Second, "how long each Spartan IP is given to answer")
+	fs.StringVar(&o.upstreams, "upstreams", defUpstreams, "the node's upstreams `FILE`: saved from PATH's nameservers before PATH is first rewritten; the fallback when neither -resolvers nor RESOLVERS is given")
+	return o
+}
 
 // maxFallback is how many fallback resolvers are listed: glibc reads at
 // most three nameserver lines (MAXNS).
@@ -64,32 +53,33 @@ type genresolvDeps struct {
 	probe  func(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error
 	rand   *rand.Rand
 	rename func(oldpath, newpath string) error
-	stdout io.Writer
-	stderr io.Writer
+	// upstreams is the node's upstreams file (-upstreams default; "": none).
+	upstreams string
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 func udpProbe(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error {
 	return watchdog.ProbeAddrs(ctx, addr, netip.AddrPort{}, timeout)
 }
 
-func runGenresolv(_ string, args []string) int {
-	return genresolvMain(args, genresolvDeps{
-		load:   loadConfig,
-		getenv: os.Getenv,
-		probe:  udpProbe,
-		rand:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		rename: os.Rename,
-		stdout: os.Stdout,
-		stderr: os.Stderr,
+func runGenresolv(g globals, args []string) int {
+	return genresolvMain(withConfig(g, args), genresolvDeps{
+		load:      loadConfig,
+		getenv:    os.Getenv,
+		probe:     udpProbe,
+		rand:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		rename:    os.Rename,
+		upstreams: config.DefaultUpstreamsPath,
+		stdout:    os.Stdout,
+		stderr:    os.Stderr,
 	})
 }
 
 func genresolvMain(args []string, d genresolvDeps) int {
-	fs := newFlagSet("genresolv", genresolvUsage, d.stderr)
-	cfgPath := fs.String("config", "", "configuration `PATH` (its bind_ips and udp_port are checked)")
-	resolversFlag := fs.String("resolvers", "", "fallback resolvers, comma-separated `ip[:port]` (default: env RESOLVERS)")
-	searchFlag := fs.String("search", "", "space-separated search `DOMAINS` (default: env SEARCH)")
-	timeout := fs.Duration("timeout", time.Second, "how long each Spartan IP is given to answer")
+	fs := newFlagSet("genresolv", d.stderr)
+	o := genresolvFlags(fs, d.upstreams)
+	cfgPath, resolversFlag, searchFlag, timeout, upstreamsFlag := &o.config, &o.resolvers, &o.search, &o.timeout, &o.upstreams
 	// Flags may follow PATH too ("genresolv /etc/resolv.conf -search x"):
 	// the flag package stops at the first positional argument, so parse
 	// the rest again.
@@ -138,6 +128,23 @@ func genresolvMain(args []string, d genresolvDeps) int {
 	resolvers, skipped := parseResolvers(resolversRaw)
 	for _, s := range skipped {
 		fmt.Fprintf(d.stderr, "spartanctl genresolv: %s: skipping %s\n", resolversFrom, s)
+	}
+	if *upstreamsFlag != "" {
+		saved, err := saveUpstreams(path, *upstreamsFlag, cfg.BindIPs, d.rename)
+		if err != nil {
+			fmt.Fprintf(d.stderr, "spartanctl genresolv: %v\n", err)
+			return 1
+		}
+		if len(saved) > 0 {
+			fmt.Fprintf(d.stdout, "saved the upstream resolvers %v of %s in %s\n", saved, path, *upstreamsFlag)
+		}
+		if !set["resolvers"] && d.getenv("RESOLVERS") == "" {
+			ns, err := config.ResolvConfNameservers(*upstreamsFlag)
+			if err != nil && !errors.Is(err, iofs.ErrNotExist) {
+				fmt.Fprintf(d.stderr, "spartanctl genresolv: %v\n", err)
+			}
+			resolvers = ns
+		}
 	}
 	port := uint16(cfg.UDPPort)
 	live := liveSpartans(context.Background(), cfg.BindIPs, port, *timeout, d.probe)

@@ -266,7 +266,7 @@ func TestGenresolvUsage(t *testing.T) {
 		{[]string{}, 2, "exactly one PATH"},
 		{[]string{"a", "b"}, 2, "exactly one PATH"},
 		{[]string{"-bogus", "a"}, 2, "not defined"},
-		{[]string{"-h"}, 0, "Exit codes"},
+		{[]string{"-h"}, 0, "Exit status: 0 PATH written"},
 		{[]string{"-timeout", "-1s", "x"}, 2, "-timeout"},
 		{[]string{"-config", cfgFile, filepath.Join(t.TempDir(), "x")}, 2, "bind_ips"},
 	}

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,28 +15,19 @@ import (
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
-func init() { commands["tree"] = runTree }
+func init() {
+	commands["tree"] = command{run: ctlCommand("tree", treeMain), flags: func(fs *flag.FlagSet) { treeFlags(fs) }}
+}
 
-const treeUsage = `usage: spartanctl [-socket PATH] tree [--json]
-
-Prints the live supervision tree: every supervisor and actor with its state,
-restarts and uptime. --json prints it as the JSON object of the spec:
-{"name", "path", "kind", "state", "restarts", "uptime_seconds", "children"}.
-
-exit status: 0 printed; 1 the daemon could not be asked; 2 bad usage.
-`
+func treeFlags(fs *flag.FlagSet) *bool { return fs.Bool("json", false, "print the tree as JSON") }
 
 // ctlTimeout bounds one control-socket request: the daemon answers from
 // memory, so anything slower means it is wedged.
 const ctlTimeout = 5 * time.Second
 
-func runTree(socket string, args []string) int { return treeMain(os.Stdout, os.Stderr, socket, args) }
-
 func treeMain(out, errOut io.Writer, socket string, args []string) int {
 	var asJSON *bool
-	if _, code, ok := parseCommand("tree", treeUsage, errOut, args, "", func(fs *flag.FlagSet) {
-		asJSON = fs.Bool("json", false, "print the tree as JSON")
-	}); !ok {
+	if _, code, ok := parseCommand("tree", errOut, args, "", func(fs *flag.FlagSet) { asJSON = treeFlags(fs) }); !ok {
 		return code
 	}
 	resp, code := ctlCall(errOut, socket, "tree", ctl.Request{Cmd: ctl.CmdTree})
@@ -93,10 +83,9 @@ func formatUptime(n supervisor.Node) string {
 // flags, may be nil) and checks its arguments: none when arg is "", else
 // exactly one, named arg. When ok is false the command returns code at
 // once: 0 after -h, 2 for bad usage.
-func parseCommand(name, usage string, errOut io.Writer, args []string, arg string, flags func(*flag.FlagSet)) (fs *flag.FlagSet, code int, ok bool) {
-	fs = flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.Usage = func() { fmt.Fprint(errOut, usage) }
+func parseCommand(name string, errOut io.Writer, args []string, arg string, flags func(*flag.FlagSet)) (fs *flag.FlagSet, code int, ok bool) {
+	usage := usageOf(name)
+	fs = newFlagSet(name, errOut)
 	if flags != nil {
 		flags(fs)
 	}

@@ -3,32 +3,16 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spartan-dns/spartan/actors/ctl"
 )
 
-func init() { commands["upstreams"] = runUpstreams }
-
-const upstreamsUsage = `usage: spartanctl [-socket PATH] upstreams
-
-Prints every upstream with the routes that use it, its replies (OK),
-failures and stalls since start, the latency of its good replies (mean, and
-p50/p99 estimated from a histogram), and its health: SCORE is the decaying
-count of recent failures (0 is healthy), RANK its whole part; the forwarder
-prefers the lowest rank.
-
-exit status: 0 printed; 1 the daemon could not be asked; 2 bad usage.
-`
-
-func runUpstreams(socket string, args []string) int {
-	return upstreamsMain(os.Stdout, os.Stderr, socket, args)
-}
+func init() { commands["upstreams"] = command{run: ctlCommand("upstreams", upstreamsMain)} }
 
 func upstreamsMain(out, errOut io.Writer, socket string, args []string) int {
-	if _, code, ok := parseCommand("upstreams", upstreamsUsage, errOut, args, "", nil); !ok {
+	if _, code, ok := parseCommand("upstreams", errOut, args, "", nil); !ok {
 		return code
 	}
 	resp, code := ctlCall(errOut, socket, "upstreams", ctl.Request{Cmd: ctl.CmdUpstreams})

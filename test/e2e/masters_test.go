@@ -80,6 +80,10 @@ func leaderMesos(t *testing.T, s *harness.Spartan) string {
 	return digShort(t, s, "leader.mesos")
 }
 
+// noCache switches the answer cache off, for tests that need every query
+// to reach an upstream (a cached answer outlives a masters change, by design).
+var noCache = map[string]any{"enabled": false}
+
 // inSet reports whether ip is one of the listed masters.
 func inSet(ip string, masters ...string) bool {
 	for _, m := range masters {
@@ -113,6 +117,7 @@ func TestMastersFromExhibitor(t *testing.T) {
 	defer ex.Close()
 	set("127.0.0.3", "127.0.0.2")
 	s := harness.Start(t, harness.Options{Config: map[string]any{
+		"cache":                           noCache, // leader.mesos must reach the current masters on every query
 		"master_source":                   "exhibitor_uri",
 		"exhibitor_uri":                   ex.URL + "/exhibitor/v1/cluster/status",
 		"mesos_dns_port":                  port,
@@ -155,6 +160,7 @@ func TestMastersFromMasterList(t *testing.T) {
 	}
 	write(`["127.0.0.4"]`)
 	s := harness.Start(t, harness.Options{Config: map[string]any{
+		"cache":                           noCache, // leader.mesos must reach the current masters on every query
 		"master_source":                   "master_list",
 		"master_list_file":                file,
 		"mesos_dns_port":                  port,
@@ -200,6 +206,7 @@ func TestMastersFromZooKeeper(t *testing.T) {
 	}
 	n2 := node("127.0.0.2")
 	s := harness.Start(t, harness.Options{Config: map[string]any{
+		"cache":                           noCache, // leader.mesos must reach the current masters on every query
 		"master_source":                   "zookeeper",
 		"zookeeper_servers":               []string{z.Addr()},
 		"mesos_dns_port":                  port,

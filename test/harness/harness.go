@@ -74,7 +74,8 @@ func moduleRoot() (string, error) {
 type Options struct {
 	// Config holds keys of the spartan JSON config that override the
 	// harness defaults (bind_ips, ports, interface.manage=false,
-	// http_listen="", a temp ctl_socket, master_source "none").
+	// http_listen="", a temp ctl_socket, master_source "none"); a nil
+	// value removes the key, leaving the daemon's own default.
 	Config map[string]any
 	// HTTP gives the daemon an http_listen address on its IP.
 	HTTP bool
@@ -129,6 +130,10 @@ func Start(t testing.TB, opt Options) *Spartan {
 		cfg["http_listen"] = netip.AddrPortFrom(ip, uint16(testkit.FreePort(t, ip, "tcp"))).String()
 	}
 	for k, v := range opt.Config {
+		if v == nil {
+			delete(cfg, k) // the daemon's own default
+			continue
+		}
 		cfg[k] = v
 	}
 	if ips, ok := cfg["bind_ips"].([]string); ok && len(ips) > 0 {
@@ -338,6 +343,22 @@ func OpenFDs(pid int) int {
 		return -1
 	}
 	return len(ents)
+}
+
+// SettledFDs waits, up to within, for pid's open descriptors to come down
+// to at most limit, and returns the last count. The UDP loops keep idle
+// upstream sockets for what the last second needed at its busiest
+// (trimmed every second), so after a burst the count comes back within two
+// trims; a leak never does.
+func SettledFDs(pid, limit int, within time.Duration) int {
+	deadline := time.Now().Add(within)
+	for {
+		n := OpenFDs(pid)
+		if n <= limit || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Threads returns the number of OS threads of pid.

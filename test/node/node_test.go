@@ -156,6 +156,7 @@ func TestDaemonInNamespace(t *testing.T) {
 	if err := os.WriteFile(resolv, []byte("nameserver 192.0.2.1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	upstreams := filepath.Join(t.TempDir(), "upstreams.conf")
 
 	d := startDaemon(t, n, map[string]any{
 		"bind_ips":  bindIPs,
@@ -215,9 +216,13 @@ func TestDaemonInNamespace(t *testing.T) {
 		// Inside `ip netns exec`, /etc/resolv.conf is a bind mount of
 		// resolv: rename onto it fails with EBUSY and genresolv must write
 		// in place, which is what lands in resolv.
-		out, code := ctl(t, n, nil, "genresolv", "-config", d.ConfigPath, "-search", "example.test", "/etc/resolv.conf")
+		out, code := ctl(t, n, nil, "genresolv", "-config", d.ConfigPath, "-upstreams", upstreams, "-search", "example.test", "/etc/resolv.conf")
 		if code != 0 {
 			t.Fatalf("genresolv = %d: %s", code, out)
+		}
+		// The host's resolver, saved before the rewrite.
+		if saved, _ := os.ReadFile(upstreams); !slices.Equal(nameservers(string(saved)), []string{"192.0.2.1"}) {
+			t.Fatalf("upstreams file %s:\n%s", upstreams, saved)
 		}
 		data, _ := os.ReadFile(resolv)
 		if got := nameservers(string(data)); !slices.Equal(got, bindIPs) {
@@ -242,7 +247,7 @@ func TestDaemonInNamespace(t *testing.T) {
 		if code := d.Stop(); code != 0 {
 			t.Fatalf("spartan exited %d on SIGTERM", code)
 		}
-		out, code := ctl(t, n, []string{"RESOLVERS=192.0.2.7,192.0.2.8:5353"}, "genresolv", "-config", d.ConfigPath, "/etc/resolv.conf")
+		out, code := ctl(t, n, []string{"RESOLVERS=192.0.2.7,192.0.2.8:5353"}, "genresolv", "-config", d.ConfigPath, "-upstreams", upstreams, "/etc/resolv.conf")
 		if code != 0 {
 			t.Fatalf("genresolv = %d: %s", code, out)
 		}

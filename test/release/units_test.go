@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ var relDir = filepath.Join("..", "..", "rel")
 
 var unitNames = []string{
 	"spartan.service",
+	"spartan.socket",
 	"spartan-watchdog.service",
 	"spartan-watchdog.timer",
 	"spartan-gen-resolvconf.service",
@@ -117,7 +119,15 @@ func TestUnitKeys(t *testing.T) {
 		{"spartan.service", "Service", "ExecStart", "/usr/bin/spartan -config /etc/spartan/spartan.json"},
 		{"spartan.service", "Service", "WatchdogSec", "60s"},
 		{"spartan.service", "Service", "Restart", "always"},
-		{"spartan.service", "Service", "RestartSec", "5"},
+		{"spartan.service", "Service", "RestartSec", "1"},
+		{"spartan.service", "Service", "NotifyAccess", "main"},
+		{"spartan.service", "Service", "ExecReload", "/bin/kill -HUP $MAINPID"},
+		{"spartan.service", "Unit", "Requires", "spartan.socket"},
+		{"spartan.service", "Unit", "StartLimitIntervalSec", "0"},
+		{"spartan.socket", "Socket", "FreeBind", "yes"},
+		{"spartan.socket", "Socket", "ReceiveBuffer", "4M"},
+		{"spartan.socket", "Socket", "Service", "spartan.service"},
+		{"spartan.socket", "Install", "WantedBy", "sockets.target"},
 		{"spartan.service", "Service", "NoNewPrivileges", "yes"},
 		{"spartan.service", "Service", "RuntimeDirectory", "spartan"},
 		{"spartan.service", "Install", "WantedBy", "multi-user.target"},
@@ -157,6 +167,30 @@ func TestUnitKeys(t *testing.T) {
 	}
 	if v := s.get("Service", "PrivateUsers"); v == "yes" || v == "true" {
 		t.Error("spartan.service has PrivateUsers: its capabilities would not apply to the host's network")
+	}
+
+	// The socket unit holds a UDP and a TCP socket on port 53 of every
+	// default bind IP, and only those.
+	var def struct {
+		BindIPs []string `json:"bind_ips"`
+		Port    int      `json:"udp_port"`
+	}
+	data, err := os.ReadFile(filepath.Join(relDir, "spartan.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &def); err != nil {
+		t.Fatal(err)
+	}
+	var listen []string
+	for _, ip := range def.BindIPs {
+		listen = append(listen, ip+":"+strconv.Itoa(def.Port))
+	}
+	sock := us["spartan.socket"]
+	for _, key := range []string{"ListenDatagram", "ListenStream"} {
+		if got := sock.words("Socket", key); !slices.Equal(got, listen) {
+			t.Errorf("spartan.socket %s = %v, want the bind IPs of rel/spartan.json: %v", key, got, listen)
+		}
 	}
 
 	wd := us["spartan-watchdog.service"].get("Service", "ExecStart")

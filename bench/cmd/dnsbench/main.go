@@ -33,6 +33,12 @@ type options struct {
 	failRate       int
 	failDur        time.Duration
 	freezeAt       time.Duration
+	lossPct        float64
+	stutterPeriod  time.Duration
+	stutterPause   time.Duration
+	downDur        time.Duration
+	ttl            time.Duration
+	netns          bool
 	timeout        time.Duration
 	sockets        int
 	names          int
@@ -50,8 +56,8 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("dnsbench", flag.ContinueOnError)
 	var rows, scs string
 	fs.IntVar(&o.rounds, "rounds", 2, "rounds; every scenario runs every row once per round, rows rotated")
-	fs.StringVar(&rows, "rows", "direct,spartan,coredns,dnsdist,dnsmasq", "rows to measure")
-	fs.StringVar(&scs, "scenarios", "1,2,3,4,5", "scenarios to run")
+	fs.StringVar(&rows, "rows", "direct,spartan,coredns,dnsdist,dnsmasq,unbound", "rows to measure (also: spartan-1up)")
+	fs.StringVar(&scs, "scenarios", "1,2,3,4,5,6,7,8,9", "scenarios to run (bench/README.md)")
 	fs.DurationVar(&o.satDur, "sat-duration", 10*time.Second, "saturation run length (dnsperf -l)")
 	fs.IntVar(&o.satClients, "sat-clients", 20, "dnsperf -c")
 	fs.IntVar(&o.satOutstanding, "sat-outstanding", 200, "dnsperf -q")
@@ -61,6 +67,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.failRate, "fail-rate", 1000, "failure scenarios: queries per second")
 	fs.DurationVar(&o.failDur, "fail-duration", 30*time.Second, "failure scenarios length")
 	fs.DurationVar(&o.freezeAt, "freeze-at", 10*time.Second, "scenario 4: when the upstream is frozen")
+	fs.Float64Var(&o.lossPct, "loss-pct", 1, "scenario 6: % of UDP datagrams to and from the upstreams dropped, each way (0.1 steps)")
+	fs.DurationVar(&o.stutterPeriod, "stutter-period", 3*time.Second, "scenario 7: one upstream is frozen once every period")
+	fs.DurationVar(&o.stutterPause, "stutter-pause", 300*time.Millisecond, "scenario 7: for this long")
+	fs.DurationVar(&o.downDur, "down-duration", 90*time.Second, "scenario 9: how long all upstreams stay frozen (must outlast -ttl)")
+	fs.DurationVar(&o.ttl, "ttl", 60*time.Second, "TTL of the zone's records (what the caches of scenarios 8 and 9 keep)")
+	fs.BoolVar(&o.netns, "netns", true, "run in a network namespace of its own (unshare --net)")
 	// 5 s is glibc's default resolver timeout: a reply later than that
 	// reaches no stub resolver configured by default.
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "open-loop: later replies count as lost")
@@ -84,12 +96,14 @@ func parseFlags(args []string) (*options, error) {
 		quickDefault(set, "fail-duration", &o.failDur, 8*time.Second)
 		quickDefault(set, "freeze-at", &o.freezeAt, 3*time.Second)
 		quickDefault(set, "warmup", &o.warmup, 500*time.Millisecond)
+		quickDefault(set, "ttl", &o.ttl, 4*time.Second)
+		quickDefault(set, "down-duration", &o.downDur, 10*time.Second)
 	}
 	o.rows = splitList(rows)
 	for _, s := range splitList(scs) {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 5 {
-			return nil, fmt.Errorf("-scenarios: %q is not 1..5", s)
+		if err != nil || n < 1 || n > len(scenarios()) {
+			return nil, fmt.Errorf("-scenarios: %q is not 1..%d", s, len(scenarios()))
 		}
 		o.scenarios = append(o.scenarios, n)
 	}
@@ -101,8 +115,18 @@ func parseFlags(args []string) (*options, error) {
 	if o.rounds < 1 || o.fixedRate < 1 || o.failRate < 1 || o.sockets < 1 {
 		return nil, fmt.Errorf("-rounds, -rate, -fail-rate and -sockets must be positive")
 	}
-	if o.freezeAt >= o.failDur {
+	if slices.Contains(o.scenarios, 4) && o.freezeAt >= o.failDur {
 		return nil, fmt.Errorf("-freeze-at %v must be before the end of -fail-duration %v", o.freezeAt, o.failDur)
+	}
+	if o.lossPct < 0 || o.lossPct > 100 {
+		return nil, fmt.Errorf("-loss-pct %v is not a percentage", o.lossPct)
+	}
+	if o.stutterPause <= 0 || o.stutterPause >= o.stutterPeriod {
+		return nil, fmt.Errorf("-stutter-pause %v must be positive and shorter than -stutter-period %v", o.stutterPause, o.stutterPeriod)
+	}
+	// Scenario 9 is about answers that outlive their TTL.
+	if o.ttl < time.Second || o.downDur <= o.ttl {
+		return nil, fmt.Errorf("-down-duration %v must outlast -ttl %v (at least 1s)", o.downDur, o.ttl)
 	}
 	return o, nil
 }
@@ -131,6 +155,20 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
 		os.Exit(2)
+	}
+	if o.netns && os.Getenv(netnsEnv) == "" {
+		code, err := reexecInNetns(os.Args[1:])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dnsbench:", err)
+			os.Exit(1)
+		}
+		os.Exit(code)
+	}
+	if os.Getenv(netnsEnv) != "" {
+		if err := loopbackUp(); err != nil {
+			fmt.Fprintln(os.Stderr, "dnsbench:", err)
+			os.Exit(1)
+		}
 	}
 	// First signal: kill every child and exit at once; the half-done run
 	// has no report worth writing.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -65,16 +66,26 @@ func TestParseFlags(t *testing.T) {
 		check   func(*options) bool
 	}{
 		{"defaults", nil, false, func(o *options) bool {
-			return o.rounds == 2 && len(o.rows) == 5 && len(o.scenarios) == 5 && o.failDur == 30*time.Second
+			return o.rounds == 2 && len(o.rows) == 6 && len(o.scenarios) == 9 && o.failDur == 30*time.Second &&
+				o.lossPct == 1 && o.stutterPeriod == 3*time.Second && o.stutterPause == 300*time.Millisecond &&
+				o.downDur == 90*time.Second && o.ttl == time.Minute && o.netns
+		}},
+		{"subset", []string{"--rows", "direct,spartan", "--scenarios", "6,7", "--fail-duration", "3s", "--netns=false"}, false, func(o *options) bool {
+			return slices.Equal(o.rows, []string{"direct", "spartan"}) && slices.Equal(o.scenarios, []int{6, 7}) &&
+				o.failDur == 3*time.Second && !o.netns
 		}},
 		{"quick shortens", []string{"--quick"}, false, func(o *options) bool {
-			return o.satDur == 3*time.Second && o.failDur == 8*time.Second && o.timeout == 5*time.Second
+			return o.satDur == 3*time.Second && o.failDur == 8*time.Second && o.timeout == 5*time.Second &&
+				o.ttl == 4*time.Second && o.downDur == 10*time.Second
 		}},
 		{"explicit flag beats quick", []string{"--quick", "--fail-duration", "12s"}, false, func(o *options) bool {
 			return o.failDur == 12*time.Second && o.freezeAt == 3*time.Second
 		}},
-		{"unknown row", []string{"--rows", "direct,unbound"}, true, nil},
-		{"bad scenario", []string{"--scenarios", "6"}, true, nil},
+		{"unknown row", []string{"--rows", "direct,bind"}, true, nil},
+		{"bad scenario", []string{"--scenarios", "10"}, true, nil},
+		{"outage within the TTL", []string{"--ttl", "60s", "--down-duration", "50s"}, true, nil},
+		{"stutter longer than its period", []string{"--stutter-pause", "3s"}, true, nil},
+		{"loss beyond 100 %", []string{"--loss-pct", "101"}, true, nil},
 		{"freeze after end", []string{"--fail-duration", "5s", "--freeze-at", "6s"}, true, nil},
 	}
 	for _, c := range cases {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 )
@@ -26,14 +26,18 @@ func (h *harness) writeReport(started time.Time) error {
 	b.WriteString("\n## Versions\n\n")
 	writeKV(&b, versions(o))
 	b.WriteString("\n## Command line\n\n")
-	fmt.Fprintf(&b, "```\n%s\n```\n\n", strings.Join(os.Args, " "))
+	fmt.Fprintf(&b, "```\n%s\n```\n\n", commandLine())
 	h.writeSetup(&b)
+	figs, err := h.writeFigures(filepath.Dir(o.out))
+	if err != nil {
+		return err
+	}
 	b.WriteString("\n## Summary\n\n")
 	for _, sc := range h.scens {
 		fmt.Fprintf(&b, "- %s\n", h.summaryLine(sc))
 	}
 	for _, sc := range h.scens {
-		h.writeScenario(&b, sc)
+		h.writeScenario(&b, sc, figs[sc.id])
 	}
 	if err := writeFile(o.out, b.String()); err != nil {
 		return err
@@ -55,7 +59,14 @@ func (h *harness) writeSetup(b *strings.Builder) {
 	fmt.Fprintf(b, "- Upstreams: three NSD instances on %s (port %d), zone `%s` with %d A records; "+
 		"every query is for one of them (NOERROR expected).\n", strings.Join(upstreamIPs, ", "), o.upstreamPort, zoneName, o.names)
 	fmt.Fprintf(b, "- Rows: `direct` queries %s itself; every forwarder listens on its own loopback IP, port %d, "+
-		"forwards to the three upstreams, no cache. A row is started fresh for every measurement.\n", h.env.upstreams[0], o.listenPort)
+		"forwards to the three upstreams. Scenarios 1-7 are the miss path: no row caches (Spartan: `\"cache\": {\"enabled\": false}`). "+
+		"Scenarios 8 and 9: every row with its own cache on (Spartan's cache, CoreDNS `cache` with `serve_stale`, "+
+		"dnsdist `newPacketCache` with `staleTTL`, dnsmasq `--cache-size` with `--use-stale-cache`, and `unbound` "+
+		"with `serve-expired` and `prefetch`, which runs in these two only). A row is started fresh for every measurement.\n",
+		h.env.upstreams[0], o.listenPort)
+	if o.netns {
+		b.WriteString("- The whole run is in a network namespace of its own (`unshare --net`): its loopback, its nftables.\n")
+	}
 	for _, r := range allRows {
 		if reason, ok := h.missing[r.name]; ok {
 			fmt.Fprintf(b, "  - `%s`: **%s**\n", r.name, reason)
@@ -69,11 +80,18 @@ func (h *harness) writeSetup(b *strings.Builder) {
 		fmt.Fprintf(b, "- Scenario 1 load: `%s` (shown for the first row measured; `-s`/`-p` differ per row). "+
 			"CPU µs/query: the row's utime+stime (all its processes; for `direct`, the NSD processes) over the run, per completed query.\n", c)
 	}
-	fmt.Fprintf(b, "- Scenarios 2-5 load: our open-loop client (fixed schedule, %d UDP sockets); a query with no NOERROR reply "+
+	fmt.Fprintf(b, "- Scenarios 2-7 and 9 load: our open-loop client (fixed schedule, %d UDP sockets); a query with no NOERROR reply "+
 		"within %v is lost, and counts as infinitely slow in percentiles (a p99 of `lost` means more than 1%% lost). "+
 		"Scenario 2: %d qps for %v after a %v warm-up. Scenarios 3-5: %d qps for %v; scenario 4 freezes the NSD on %s "+
 		"with SIGSTOP at %v (SIGCONT after the run); silent upstreams read every query and never answer (UDP and TCP).\n",
 		o.sockets, o.timeout, o.fixedRate, o.fixedDur, o.warmup, o.failRate, o.failDur, upstreamIPs[2], o.freezeAt)
+	fmt.Fprintf(b, "- Scenario 6: %d qps for %v while an nftables rule (`numgen random`, input hook) drops %.1f%% of the UDP datagrams "+
+		"to and from every upstream, each way; its counters give the share really dropped. "+
+		"Scenario 7: %d qps for %v while the NSD on %s (the one `direct` asks) is stopped for %v every %v.\n",
+		o.failRate, o.failDur, o.lossPct, o.failRate, o.failDur, upstreamIPs[0], o.stutterPause, o.stutterPeriod)
+	fmt.Fprintf(b, "- Scenarios 8 and 9: records have TTL %v; each row is warmed with every name of the query file, twice. "+
+		"Scenario 8 is scenario 1's dnsperf run on the warmed cache. Scenario 9 stops all three NSDs (SIGSTOP) after the warm-up "+
+		"and sends %d qps over the warmed names for %v.\n", o.ttl, o.failRate, o.downDur)
 }
 
 // cell is the median of one metric of one row, with its ratio to direct.
@@ -91,6 +109,8 @@ func (h *harness) cell(sc *scenario, rowName, key string) cell {
 			direct[d.round] = d.s
 		}
 	}
+	// "add_K" is the latency a row adds: per round, its K minus direct's K.
+	base, added := strings.CutPrefix(key, "add_")
 	var vs, ratios []float64
 	var c cell
 	for _, r := range rs {
@@ -98,21 +118,28 @@ func (h *harness) cell(sc *scenario, rowName, key string) cell {
 			c.errs = append(c.errs, fmt.Sprintf("round %d: %s", r.round+1, r.err))
 			continue
 		}
-		v, ok := r.s[key]
+		v, ok := r.s[base]
 		if !ok {
 			v = math.NaN()
 		}
-		vs = append(vs, v)
-		if d, ok := direct[r.round]; ok {
+		d, dok := direct[r.round]
+		if added {
+			if !dok {
+				continue // no direct figure this round: nothing to subtract
+			}
+			v = r.s[base] - d[base]
+		} else if dok {
 			ratios = append(ratios, ratio(v, d[key]))
 		}
+		vs = append(vs, v)
 	}
 	c.v, c.ratio, c.rounds = median(vs), median(ratios), len(vs)
 	return c
 }
 
 func ratio(v, d float64) float64 {
-	if math.IsNaN(v) || math.IsNaN(d) || d == 0 || (math.IsInf(v, 0) && math.IsInf(d, 0)) {
+	// Against a lost direct figure (+Inf) no ratio says anything.
+	if math.IsNaN(v) || math.IsNaN(d) || d == 0 || math.IsInf(d, 0) {
 		return math.NaN()
 	}
 	return v / d
@@ -128,7 +155,7 @@ func (h *harness) rowNames() []string {
 	return out
 }
 
-func (h *harness) writeScenario(b *strings.Builder, sc *scenario) {
+func (h *harness) writeScenario(b *strings.Builder, sc *scenario, figs []figure) {
 	fmt.Fprintf(b, "\n## Scenario %d: %s\n\n", sc.id, sc.name)
 	b.WriteString("| row |")
 	for _, m := range sc.metrics {
@@ -143,6 +170,10 @@ func (h *harness) writeScenario(b *strings.Builder, sc *scenario) {
 	for _, name := range h.rowNames() {
 		if reason, ok := h.missing[name]; ok {
 			fmt.Fprintf(b, "| %s | %s |%s\n", name, reason, strings.Repeat(" |", len(sc.metrics)-1))
+			continue
+		}
+		if reason := sc.skips(rowByName(name)); reason != "" {
+			fmt.Fprintf(b, "| %s | not run: %s |%s\n", name, reason, strings.Repeat(" |", len(sc.metrics)-1))
 			continue
 		}
 		fmt.Fprintf(b, "| %s |", name)
@@ -163,38 +194,31 @@ func (h *harness) writeScenario(b *strings.Builder, sc *scenario) {
 	if len(failures) > 0 {
 		b.WriteString("\n")
 	}
+	for _, f := range figs {
+		fmt.Fprintf(b, "\n![%s](%s)\n", f.alt, f.file)
+	}
 	if sc.perSecond {
 		h.writePerSecond(b, sc)
 	}
 }
 
+// commandLine is how this run was started: run.sh passes its own command
+// line (DNSBENCH_COMMAND), which is what a reader would type again.
+func commandLine() string {
+	if c := os.Getenv("DNSBENCH_COMMAND"); c != "" {
+		return c
+	}
+	return strings.Join(os.Args, " ")
+}
+
 // writePerSecond prints, for each second of the run, each row's median
 // "answered % / ≤100 ms % / p99 ms" over the rounds.
 func (h *harness) writePerSecond(b *strings.Builder, sc *scenario) {
-	secs := map[string]bool{}
-	for _, rs := range h.results[sc.id] {
-		for _, r := range rs {
-			for k := range r.s {
-				if strings.HasPrefix(k, "sec.") {
-					secs[k[:7]] = true
-				}
-			}
-		}
-	}
-	if len(secs) == 0 {
+	keys := h.secondKeys(sc)
+	if len(keys) == 0 {
 		return
 	}
-	var keys []string
-	for k := range secs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var cols []string
-	for _, name := range h.rowNames() {
-		if _, ok := h.missing[name]; !ok {
-			cols = append(cols, name)
-		}
-	}
+	cols := h.measuredRows(sc)
 	b.WriteString("\nSecond by second (answered % / ≤100 ms % / p99 ms; medians over rounds):\n\n| s |")
 	for _, c := range cols {
 		fmt.Fprintf(b, " %s |", c)
@@ -234,6 +258,9 @@ func (h *harness) summaryLine(sc *scenario) string {
 			parts = append(parts, name+" missing")
 			continue
 		}
+		if sc.skips(rowByName(name)) != "" {
+			continue
+		}
 		c := h.cell(sc, name, m.key)
 		parts = append(parts, name+" "+fmtCell(c, m.unit, name == "direct"))
 	}
@@ -245,7 +272,7 @@ func fmtCell(c cell, unit string, direct bool) string {
 		return "failed"
 	}
 	s := fmtValue(c.v, unit)
-	if !direct && !math.IsNaN(c.ratio) {
+	if !direct && !math.IsNaN(c.ratio) && unit != "count" && unit != "share%" {
 		s += " (×" + fmtRatio(c.ratio) + ")"
 	}
 	return s
@@ -279,7 +306,7 @@ func fmtValue(v float64, unit string) string {
 			return fmt.Sprintf("%.3f", v)
 		}
 		return fmt.Sprintf("%.1f", v)
-	case "%":
+	case "%", "share%":
 		return fmt.Sprintf("%.2f", v)
 	case "µs", "MiB":
 		return fmt.Sprintf("%.1f", v)

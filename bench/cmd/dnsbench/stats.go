@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -16,6 +17,8 @@ type loadSummary struct {
 	errReplies int     // answered, but not NOERROR (SERVFAIL, REFUSED)
 	p50, p90   float64 // milliseconds, +Inf possible
 	p99, p999  float64
+	max        float64 // slowest answered query, ms (+Inf when any was lost)
+	lost       int     // no reply at all within the timeout
 }
 
 const fastLimit = 100e6 // ns: "answered within 100 ms"
@@ -38,6 +41,10 @@ func summarize(lat []int64, errReplies int) loadSummary {
 	}
 	n := float64(len(sorted))
 	s.okPct, s.fastPct = 100*float64(ok)/n, 100*float64(fast)/n
+	// Error replies count as not OK but were answered: what is left had no
+	// reply in time at all.
+	s.lost = max(len(sorted)-ok-errReplies, 0)
+	s.max = pctMs(sorted, 1)
 	s.p50, s.p90 = pctMs(sorted, 0.50), pctMs(sorted, 0.90)
 	s.p99, s.p999 = pctMs(sorted, 0.99), pctMs(sorted, 0.999)
 	return s
@@ -80,4 +87,35 @@ func rotate[T any](xs []T, r int) []T {
 	}
 	r %= len(xs)
 	return append(append([]T(nil), xs[r:]...), xs[:r]...)
+}
+
+// ccdfProbs are the exceedance probabilities the latency CCDF is sampled
+// at: four points a decade, from 1 (the fastest query) down to the
+// smallest a run of n queries can show (one query in n).
+func ccdfProbs(n int) []float64 {
+	var ps []float64
+	for k := 0; ; k++ {
+		p := math.Pow(10, -float64(k)/4)
+		if p*float64(n) < 1 {
+			return ps
+		}
+		ps = append(ps, p)
+	}
+}
+
+// ccdf returns, for each exceedance probability p, the latency in ms that
+// a fraction p of the queries reached or exceeded: the point (latency, p)
+// of the complementary CDF. A lost query is +Inf, so a tail made of lost
+// queries shows as +Inf (the plot leaves it out; the tables say "lost").
+func ccdf(lat []int64, probs []float64) []float64 {
+	if len(lat) == 0 {
+		return nil
+	}
+	sorted := append([]int64(nil), lat...)
+	slices.Sort(sorted)
+	out := make([]float64, len(probs))
+	for i, p := range probs {
+		out[i] = pctMs(sorted, 1-p)
+	}
+	return out
 }

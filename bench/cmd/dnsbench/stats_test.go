@@ -87,3 +87,71 @@ func TestRatioAndFormat(t *testing.T) {
 		t.Errorf("fmtCell = %q", got)
 	}
 }
+
+func TestSummarizeLostAndMax(t *testing.T) {
+	ms := func(v float64) int64 { return int64(v * 1e6) }
+	inf := int64(math.MaxInt64)
+	cases := []struct {
+		name      string
+		lat       []int64
+		errs      int
+		lost      int
+		max, p999 float64
+	}{
+		{"none lost", []int64{ms(1), ms(7), ms(3)}, 0, 0, 7, 7},
+		// One of four had no reply, one an error reply (also +Inf): one lost.
+		{"one lost one error", []int64{ms(1), inf, ms(3), inf}, 1, 1, math.Inf(1), math.Inf(1)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := summarize(c.lat, c.errs)
+			if s.lost != c.lost || s.max != c.max || s.p999 != c.p999 {
+				t.Fatalf("lost %d max %v p99.9 %v, want %d %v %v", s.lost, s.max, s.p999, c.lost, c.max, c.p999)
+			}
+		})
+	}
+}
+
+func TestPercentileRanks(t *testing.T) {
+	// 100 values 1..100 ms: nearest rank, so p99 is the 99th and the max
+	// the 100th.
+	lat := make([]int64, 100)
+	for i := range lat {
+		lat[i] = int64(i+1) * 1e6
+	}
+	if s := summarize(lat, 0); s.p99 != 99 || s.p50 != 50 || s.max != 100 {
+		t.Fatalf("p50 %v p99 %v max %v, want 50 99 100", s.p50, s.p99, s.max)
+	}
+}
+
+func TestCCDF(t *testing.T) {
+	lat := make([]int64, 100)
+	for i := range lat {
+		lat[i] = int64(i+1) * 1e6 // 1..100 ms, shuffled below
+	}
+	slices.Reverse(lat)
+	probs := []float64{1, 0.5, 0.1, 0.01}
+	// The point for p is the (1−p) percentile: at p = 1 the fastest query,
+	// at 0.5 the median, at 0.01 the p99.
+	if got, want := ccdf(lat, probs), []float64{1, 50, 90, 99}; !slices.Equal(got, want) {
+		t.Errorf("ccdf %v, want %v", got, want)
+	}
+	lat[0], lat[1] = math.MaxInt64, math.MaxInt64 // two lost: the 1 % tail is lost
+	if got := ccdf(lat, probs); !math.IsInf(got[3], 1) || got[2] != 90 {
+		t.Errorf("with two lost: %v, want the 1%% point lost and the 10%% point 90", got)
+	}
+}
+
+func TestCCDFProbs(t *testing.T) {
+	ps := ccdfProbs(50000)
+	// Four points a decade down to one query in 50,000: 10^-4.5 is the
+	// last (10^-4.75 × 50000 < 1).
+	if len(ps) != 19 || ps[0] != 1 || math.Abs(ps[18]-math.Pow(10, -4.5)) > 1e-12 {
+		t.Fatalf("got %d probabilities from %v to %v", len(ps), ps[0], ps[len(ps)-1])
+	}
+	for i := 1; i < len(ps); i++ {
+		if ps[i] >= ps[i-1] {
+			t.Fatalf("not decreasing at %d: %v", i, ps)
+		}
+	}
+}

@@ -36,6 +36,8 @@ func versions(o *options) [][2]string {
 		{"dnsdist", firstLine(cmdOut("dnsdist", "--version"))},
 		{"dnsmasq", firstLine(cmdOut("dnsmasq", "--version"))},
 		{"coredns", strings.Join(strings.Fields(cmdOut(absOr(o.corednsBin), "-version")), " ")},
+		{"unbound", grepLine(cmdOut("unbound", "-V"), "Version")},
+		{"nftables", firstLine(cmdOut("nft", "--version"))},
 		{"go", firstLine(cmdOut("go", "version"))},
 		{"dnsbench built with", runtime.Version()},
 		{"spartan", spartanVersion(o)},

@@ -32,7 +32,7 @@ func TestUpstreamsReconcile(t *testing.T) {
 	dir := t.TempDir()
 	names := zoneNames(20)
 	zone := filepath.Join(dir, "zone")
-	if err := writeZone(zone, names); err != nil {
+	if err := writeZone(zone, names, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	u := newUpstreams(upstreamIPs, freePort(t), dir, zone)

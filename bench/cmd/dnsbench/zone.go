@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -22,11 +23,14 @@ func zoneNames(n int) []string {
 	return names
 }
 
-// writeZone writes the zone file served by every NSD instance.
-func writeZone(path string, names []string) error {
+// writeZone writes the zone file served by every NSD instance. Every
+// record has the same TTL: the cache scenarios keep the upstreams frozen
+// for longer than it.
+func writeZone(path string, names []string, ttl time.Duration) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "$ORIGIN %s\n$TTL 300\n", zoneName)
-	fmt.Fprintf(&b, "@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n")
+	secs := int(ttl.Seconds())
+	fmt.Fprintf(&b, "$ORIGIN %s\n$TTL %d\n", zoneName, secs)
+	fmt.Fprintf(&b, "@ IN SOA ns1 hostmaster 1 3600 600 86400 %d\n", secs)
 	fmt.Fprintf(&b, "@ IN NS ns1\nns1 IN A 127.0.1.1\n")
 	for i, n := range names {
 		fmt.Fprintf(&b, "%s IN A 10.%d.%d.%d\n", n, (i>>16)&255, (i>>8)&255, i&255)

@@ -1,0 +1,4 @@
+package forwarder
+
+// MaxRetransmits is maxRetransmits, for the external tests' bounds.
+const MaxRetransmits = maxRetransmits
