@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spartan-dns/spartan/test/dnstest"
+	"github.com/spartan-dns/spartan/test/harness"
 	"github.com/spartan-dns/spartan/test/netns"
 )
 
@@ -60,7 +61,13 @@ func TestUpstreamsSurviveGenresolv(t *testing.T) {
 	if _, set := cfg["upstream_resolvers"]; set {
 		t.Fatal("rel/spartan.json sets upstream_resolvers: this test is about the default")
 	}
-	cfg["upstream_resolvers"] = nil // harness.Start: leave the key out
+	// nil: harness.Start leaves the key out (the daemon's default), where
+	// it would otherwise set its own (a loopback bind IP, no interface).
+	for _, k := range []string{"upstream_resolvers", "bind_ips", "udp_port", "tcp_port", "interface", "master_source"} {
+		if _, set := cfg[k]; !set {
+			cfg[k] = nil
+		}
+	}
 	cfg["ctl_socket"] = filepath.Join(t.TempDir(), "ctl.sock")
 	cfg["http_listen"] = ""
 
@@ -71,7 +78,7 @@ func TestUpstreamsSurviveGenresolv(t *testing.T) {
 		}
 		return ""
 	}
-	d := startDaemon(t, n, clone(cfg))
+	d := startShipped(t, n, clone(cfg))
 	waitCheck(t, n, d, "198.51.100.1", 15*time.Second)
 	out, code := ctl(t, n, nil, "genresolv", "-config", d.ConfigPath, "/etc/resolv.conf")
 	if code != 0 {
@@ -90,7 +97,7 @@ func TestUpstreamsSurviveGenresolv(t *testing.T) {
 	if code := d.Stop(); code != 0 {
 		t.Fatalf("spartan exited %d on SIGTERM", code)
 	}
-	d = startDaemon(t, n, clone(cfg))
+	d = startShipped(t, n, clone(cfg))
 	waitCheck(t, n, d, "198.51.100.1", 15*time.Second)
 	if got := resolves("www.example.com"); got != "10.9.9.9" {
 		t.Fatalf("after genresolv and a restart, www.example.com resolves to %q, want 10.9.9.9 (via the saved upstream); log:\n%s", got, d.LogTail(20))
@@ -113,7 +120,7 @@ func TestUpstreamsSurviveGenresolv(t *testing.T) {
 	if code := d.Stop(); code != 0 {
 		t.Fatalf("spartan exited %d on SIGTERM", code)
 	}
-	d = startDaemon(t, n, clone(cfg))
+	d = startShipped(t, n, clone(cfg))
 	waitCheck(t, n, d, "198.51.100.1", 15*time.Second)
 	if log := d.Log(); !strings.Contains(log, `"level":"error"`) || !strings.Contains(log, "no upstream resolvers") ||
 		!strings.Contains(log, "upstream_resolvers in") || !strings.Contains(log, "/etc/spartan/upstreams.conf") {
@@ -134,4 +141,11 @@ func clone(m map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// startShipped runs the daemon in n with cfg as given (the shipped config,
+// on its default bind IPs); waitCheck tells when it serves.
+func startShipped(t *testing.T, n *netns.NS, cfg map[string]any) *harness.Spartan {
+	t.Helper()
+	return harness.Start(t, harness.Options{NS: n, Config: cfg, LogLevel: "debug", AnyExit: true, NoWait: true})
 }
