@@ -179,8 +179,7 @@ func (l *Load) udp(c *net.UDPConn, idx int) {
 		}
 	}()
 	per := max(1, l.opt.UDPRate/max(1, l.opt.UDPSockets))
-	interval := time.Second / time.Duration(per)
-	next := time.Now()
+	pace := newPacer(per)
 	seq := uint16(idx * 7919)
 	sent := 0
 	for {
@@ -189,11 +188,7 @@ func (l *Load) udp(c *net.UDPConn, idx int) {
 			goto drain
 		default:
 		}
-		// Open loop: send on schedule whatever the replies do.
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
-		next = next.Add(interval)
+		pace.wait() // open loop: send on schedule whatever the replies do
 		seq++
 		mu.Lock()
 		lost := slots[seq].used // its predecessor 65536 queries ago never came back
@@ -259,8 +254,7 @@ func (l *Load) tcp(idx int) {
 	defer l.wg.Done()
 	t := &tcpClient{l: l, waiting: map[uint16]time.Time{}, names: map[uint16]string{}}
 	t.dial()
-	interval := time.Second / time.Duration(max(1, l.opt.TCPRate))
-	next := time.Now()
+	pace := newPacer(l.opt.TCPRate)
 	seq := uint16(idx*7717 + 1)
 	sent := 0
 loop:
@@ -270,10 +264,7 @@ loop:
 			break loop
 		default:
 		}
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
-		next = next.Add(interval)
+		pace.wait()
 		seq++
 		name := l.opt.Names[sent%len(l.opt.Names)]
 		t.mu.Lock()
@@ -395,4 +386,24 @@ func frame(q []byte) []byte {
 	binary.BigEndian.PutUint16(f, uint16(len(q)))
 	copy(f[2:], q)
 	return f
+}
+
+// pacer schedules an open-loop sender: rate sends a second on a fixed
+// timetable, whatever the replies do (a late send is not made up for by
+// drifting the schedule).
+type pacer struct {
+	next     time.Time
+	interval time.Duration
+}
+
+func newPacer(rate int) *pacer {
+	return &pacer{next: time.Now(), interval: time.Second / time.Duration(max(1, rate))}
+}
+
+// wait sleeps until the next send is due and books the one after it.
+func (p *pacer) wait() {
+	if d := time.Until(p.next); d > 0 {
+		time.Sleep(d)
+	}
+	p.next = p.next.Add(p.interval)
 }
