@@ -37,7 +37,19 @@ type Actor struct {
 	tree   Tree
 	store  *state.Store
 	cache  Cache
+	reload Reloader
 	log    zerolog.Logger
+}
+
+// Reloader runs one reload to its end (cmd/spartan): on success it returns
+// the new process's PID and handOver, which the actor calls once the client
+// has its answer, to stop this process; on error this process goes on.
+type Reloader func() (pid int, handOver func(), err error)
+
+// WithReload makes the actor answer the reload command with r and returns it.
+func (a *Actor) WithReload(r Reloader) *Actor {
+	a.reload = r
+	return a
 }
 
 // Cache is what the actor needs of the answer cache.
@@ -259,9 +271,26 @@ func (a *Actor) handle(c net.Conn, line []byte) bool {
 		return a.kill(c, req.Path)
 	case CmdCache, CmdCacheFlush:
 		return a.reply(c, a.cacheCmd(req))
+	case CmdReload:
+		return a.reloadCmd(c)
 	default:
-		return a.reply(c, fail(CodeUnknownCommand, fmt.Sprintf("unknown command %q (want tree, kill, upstreams, cache or cache_flush)", req.Cmd)))
+		return a.reply(c, fail(CodeUnknownCommand, fmt.Sprintf("unknown command %q (want tree, kill, upstreams, cache, cache_flush or reload)", req.Cmd)))
 	}
+}
+
+// reloadCmd answers when the reload is over; after a hand-over this
+// process stops, so the connection ends with the answer.
+func (a *Actor) reloadCmd(c net.Conn) bool {
+	if a.reload == nil {
+		return a.reply(c, fail(CodeInternal, "this daemon cannot reload (no reloader)"))
+	}
+	pid, handOver, err := a.reload()
+	if err != nil {
+		return a.reply(c, fail(CodeReloadFailed, err.Error()))
+	}
+	a.reply(c, Response{OK: true, PID: pid})
+	handOver()
+	return false
 }
 
 func (a *Actor) cacheCmd(req Request) Response {

@@ -54,7 +54,7 @@ type fixture struct {
 //	/t
 //	  /t/work/a      idle actor
 //	  /t/api/ctl     the control socket
-func start(t *testing.T, socket string) *fixture {
+func start(t *testing.T, socket string, with ...func(*Actor)) *fixture {
 	t.Helper()
 	f := &fixture{socket: socket, done: make(chan error, 1)}
 	cfg := config.Default()
@@ -67,7 +67,11 @@ func start(t *testing.T, socket string) *fixture {
 	f.tree = supervisor.New("t", opts, zerolog.Nop())
 	f.tree.Root().Supervisor("work", opts).Actor("a", idle{})
 	api := f.tree.Root().Supervisor("api", opts)
-	api.Actor("ctl", New(socket, api.Path()+"/ctl", f.tree, f.store, zerolog.Nop()))
+	a := New(socket, api.Path()+"/ctl", f.tree, f.store, zerolog.Nop())
+	for _, w := range with {
+		w(a)
+	}
+	api.Actor("ctl", a)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel

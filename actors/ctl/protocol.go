@@ -15,14 +15,22 @@
 //	{"cmd": "upstreams"}                 → {"ok": true, "upstreams": [Upstream, ...]}
 //	{"cmd": "cache"}                     → {"ok": true, "cache": {cache.Stats}}
 //	{"cmd": "cache_flush", "name": "example.com"} → {"ok": true, "flushed": N}
+//	{"cmd": "reload"}                    → {"ok": true, "pid": NEW_PID}
 //
 // cache_flush without a name empties the cache; with one, it removes that
 // name and every name under it. Both fail with "cache_off" when the
 // configuration turns the cache off.
 //
+// reload is SIGHUP's reload (docs/ARCHITECTURE.md, "Reload and upgrade"),
+// answered only when it is over: "ok" with the new process's PID once that
+// process serves (this process then stops, and closes the connection), or
+// "reload_failed" naming why while this process keeps serving. It is the
+// unit's ExecReload, so that `systemctl reload` waits for the hand-over and
+// fails when the reload does.
+//
 // A failed request gets {"ok": false, "code": CODE, "error": "message"}
 // with CODE one of "bad_request", "unknown_command", "no_such_path",
-// "not_running", "internal". A line that is too long or not JSON gets a
+// "not_running", "internal", "cache_off", "reload_failed". A line that is too long or not JSON gets a
 // bad_request response and the connection is closed.
 //
 // A kill of the ctl actor itself or of one of its ancestors is answered
@@ -59,6 +67,7 @@ const (
 	CmdUpstreams  = "upstreams"
 	CmdCache      = "cache"
 	CmdCacheFlush = "cache_flush"
+	CmdReload     = "reload"
 )
 
 // Error codes of a failed Response.
@@ -69,6 +78,7 @@ const (
 	CodeNotRunning     = "not_running"
 	CodeInternal       = "internal"
 	CodeCacheOff       = "cache_off"
+	CodeReloadFailed   = "reload_failed"
 )
 
 // Request is one request line.
@@ -87,6 +97,7 @@ type Response struct {
 	Upstreams []Upstream       `json:"upstreams,omitempty"`
 	Cache     *cache.Stats     `json:"cache,omitempty"`
 	Flushed   *int             `json:"flushed,omitempty"`
+	PID       int              `json:"pid,omitempty"` // reload: the new process
 }
 
 // Upstream is what `spartanctl upstreams` shows for one upstream. Counters

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spartan-dns/spartan/actors/ctl"
 	"github.com/spartan-dns/spartan/actors/httpapi"
 	"github.com/spartan-dns/spartan/supervisor"
@@ -17,6 +19,14 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 		if d.fwd.Cache != nil { // a nil *cache.Cache in the interface would not be nil
 			a.WithCache(d.fwd.Cache)
 		}
+		// Looked up at each request: main sets d.reload after the tree is
+		// built (the upgrader needs the daemon's sockets), before it serves.
+		a.WithReload(func() (int, func(), error) {
+			if d.reload == nil {
+				return 0, nil, errors.New("this daemon has no reloader (not started by main)")
+			}
+			return d.reload()
+		})
 		api.Actor("ctl", a)
 	}
 	if d.tap != nil {

@@ -121,6 +121,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	up := &upgrader{exe: exe, args: args, timeout: *reloadTimeout, log: log, files: d.handoverFiles,
 		notify: watchdog.SdNotifier{}.Notify}
 	d.reloads = up
+	// A reload comes as SIGHUP or as the control socket's reload command
+	// (the unit's ExecReload: it waits for the outcome). Either way one
+	// reload runs at a time (the upgrader refuses a second), and after a
+	// hand-over this process stops.
+	reload := func(why string) (int, error) {
+		if exeErr != nil {
+			up.Failures.Add(1)
+			log.Error().Err(exeErr).Msg("reload failed: cannot find our own binary; still serving")
+			return 0, fmt.Errorf("cannot find our own binary: %w", exeErr)
+		}
+		log.Info().Msg("reload: " + why)
+		pid, err := up.reload()
+		if err != nil {
+			log.Error().Err(err).Msg("reload failed; the running process keeps serving")
+			return 0, err
+		}
+		log.Info().Int("new_pid", pid).Msg("reload: new process serving; stopping")
+		return pid, nil
+	}
+	d.reload = func() (int, func(), error) {
+		pid, err := reload("requested on the control socket")
+		return pid, handedOver, err
+	}
 	go func() {
 		for {
 			select {
@@ -128,20 +151,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return
 			case <-hup:
 			}
-			if exeErr != nil {
-				up.Failures.Add(1)
-				log.Error().Err(exeErr).Msg("reload failed: cannot find our own binary; still serving")
-				continue
+			if _, err := reload("SIGHUP"); err == nil {
+				handedOver()
+				return
 			}
-			log.Info().Msg("reload: SIGHUP")
-			pid, err := up.reload()
-			if err != nil {
-				log.Error().Err(err).Msg("reload failed; the running process keeps serving")
-				continue
-			}
-			log.Info().Int("new_pid", pid).Msg("reload: new process serving; stopping")
-			handedOver()
-			return
 		}
 	}()
 	log.Info().Str("version", Version).Stringers("bind_ips", stringers(cfg.BindIPs)).Int("inherited_sockets", nInherited).Msg("spartan starting")

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/clock"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/ctl"
 	"github.com/spartan-dns/spartan/actors/dnstap"
 	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/iface"
@@ -51,7 +52,8 @@ type daemon struct {
 	// mastersRead is the masters watcher's last good read (nil: none runs).
 	mastersRead func() time.Time
 
-	reloads *upgrader // nil in tests that build a daemon without main
+	reloads *upgrader    // nil in tests that build a daemon without main
+	reload  ctl.Reloader // the control socket's reload; nil in those tests
 
 	// failed carries the exit code when an actor decides the process must
 	// die (the watchdog after its grace period).

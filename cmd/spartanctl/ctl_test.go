@@ -219,6 +219,7 @@ func TestNoDaemon(t *testing.T) {
 		"tree":      func(o, e *bytes.Buffer, s string) int { return treeMain(o, e, s, nil) },
 		"kill":      func(o, e *bytes.Buffer, s string) int { return killMain(o, e, s, []string{"/spartan"}) },
 		"upstreams": func(o, e *bytes.Buffer, s string) int { return upstreamsMain(o, e, s, nil) },
+		"reload":    func(o, e *bytes.Buffer, s string) int { return reloadMain(o, e, s, nil) },
 	}
 	for name, m := range mains {
 		for sockName, sock := range map[string]string{"missing": missing, "stale": stale} {
@@ -232,7 +233,7 @@ func TestNoDaemon(t *testing.T) {
 }
 
 func TestCtlCommandsRegistered(t *testing.T) {
-	for _, c := range []string{"tree", "kill", "upstreams"} {
+	for _, c := range []string{"tree", "kill", "upstreams", "reload"} {
 		if commands[c].run == nil {
 			t.Errorf("command %q not registered", c)
 		}

@@ -22,7 +22,7 @@ import (
 //go:embed spartanctl.8.md
 var page string
 
-const shortUsage = "usage: spartanctl [-socket PATH] [-config PATH] tree|kill|upstreams|cache|check|genresolv [args]; spartanctl help\n"
+const shortUsage = "usage: spartanctl [-socket PATH] [-config PATH] tree|kill|upstreams|cache|reload|check|genresolv [args]; spartanctl help\n"
 
 // usageOf is the help text of one command.
 func usageOf(name string) string { return manual.Command(page, name) }

@@ -109,7 +109,12 @@ func parseCommand(name string, errOut io.Writer, args []string, arg string, flag
 // ctlCall sends one request and reports any failure on errOut. It returns
 // the response, or nil and the exit code to return.
 func ctlCall(errOut io.Writer, socket, what string, req ctl.Request) (*ctl.Response, int) {
-	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
+	return ctlCallWithin(errOut, socket, what, req, ctlTimeout)
+}
+
+// ctlCallWithin is ctlCall waiting up to timeout for the answer.
+func ctlCallWithin(errOut io.Writer, socket, what string, req ctl.Request, timeout time.Duration) (*ctl.Response, int) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	resp, err := ctl.Call(ctx, socket, req)
 	if err == nil {

@@ -121,7 +121,7 @@ func TestUnitKeys(t *testing.T) {
 		{"spartan.service", "Service", "Restart", "always"},
 		{"spartan.service", "Service", "RestartSec", "1"},
 		{"spartan.service", "Service", "NotifyAccess", "main"},
-		{"spartan.service", "Service", "ExecReload", "/bin/kill -HUP $MAINPID"},
+		{"spartan.service", "Service", "ExecReload", "/usr/bin/spartanctl -socket /run/spartan/spartanctl.sock reload"},
 		{"spartan.service", "Unit", "Requires", "spartan.socket"},
 		{"spartan.service", "Unit", "StartLimitIntervalSec", "0"},
 		{"spartan.socket", "Socket", "FreeBind", "yes"},

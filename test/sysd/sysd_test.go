@@ -361,3 +361,59 @@ func TestReloadTimeoutKeepsOldServing(t *testing.T) {
 		t.Errorf("the log does not say why the reload failed:\n%s", s.m.LogTail(30))
 	}
 }
+
+// `spartanctl reload` (the unit's ExecReload) does what SIGHUP does and
+// returns only when it is over: 0 once the new process serves (it is the
+// main process by then, and the old one exits), 1 with the reason when the
+// old one keeps serving. No query is lost either way.
+func TestReloadByControlSocket(t *testing.T) {
+	s := newService(t, true)
+	l := s.load(t)
+	ctlReload := func() (string, int) {
+		out, err := exec.Command(s.ctlBin, "-socket", s.ctl, "reload").CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("spartanctl reload: %v", err)
+		}
+		return strings.TrimSpace(string(out)), code
+	}
+	for i := range 3 {
+		time.Sleep(300 * time.Millisecond)
+		before := s.m.Main()
+		out, code := ctlReload()
+		var pid int
+		if _, err := fmt.Sscanf(out, "reloaded: process %d serves", &pid); err != nil || code != 0 || pid == before {
+			t.Fatalf("reload %d: exit %d, %q (main was %d)", i, code, out, before)
+		}
+		// The hand-over (MAINPID=pid) was sent before the answer.
+		if got, ok := s.m.waitFor(time.Second, func() bool { return s.m.main == pid }); !ok {
+			t.Fatalf("reload %d: spartanctl says %d serves, the manager's main is %d", i, pid, got)
+		}
+		if ex := s.m.WaitExit(t, before, 20*time.Second); ex.Status.ExitStatus() != 0 {
+			t.Errorf("old pid %d exited %v", before, ex.Status)
+		}
+	}
+	bad := map[string]any{}
+	for k, v := range s.cfg {
+		bad[k] = v
+	}
+	bad["upstream_timeot"] = "1s"
+	s.write(t, bad)
+	before := s.m.Main()
+	out, code := ctlReload()
+	if code != 1 || !strings.Contains(out, "exit status 2") || s.m.Main() != before {
+		t.Errorf("reload with an invalid config: exit %d, %q, main %d -> %d; want exit 1 naming the new process's exit 2, main unchanged", code, out, before, s.m.Main())
+	}
+	s.write(t, s.cfg)
+	time.Sleep(300 * time.Millisecond)
+	r := l.Stop()
+	report(t, "3 reloads by spartanctl reload, one failed", r)
+	if r.Lost != 0 || r.Answered == 0 {
+		t.Errorf("lost %d queries across reloads, want 0", r.Lost)
+	}
+	if v := s.metric(t, `spartan_reloads_total{result="failed"}`); v != 1 {
+		t.Errorf(`spartan_reloads_total{result="failed"} = %v, want 1`, v)
+	}
+}
