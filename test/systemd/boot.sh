@@ -2,7 +2,8 @@
 # boot.sh DIR: runs the real systemd as PID 1 of fresh PID, mount, network,
 # UTS, IPC and cgroup namespaces, booting a private view of this machine:
 #   /etc, /var    overlays on a tmpfs (the host's files are never written)
-#   /usr/bin      DIR/bin (spartan, spartanctl) over the host's /usr/bin
+#   /usr/bin      DIR/bin (spartan, spartanctl) over the host's /usr/bin,
+#                 writable (an upgrade replaces /usr/bin/spartan)
 #   /run, /tmp    fresh tmpfs;  /dev a tmpfs with a few nodes
 #   /sys, /proc/sys  read only (no host kernel tunable can be changed)
 #   /sys/fs/cgroup   cgroup2, rooted at a cgroup of its own (DIR's name)
@@ -49,9 +50,9 @@ for d in etc var; do
 	mkdir -p "$ns/$d/u" "$ns/$d/w"
 	mount -t overlay overlay -o "lowerdir=/$d,upperdir=$ns/$d/u,workdir=$ns/$d/w" "/$d"
 done
-mkdir -p "$ns/bin"
+mkdir -p "$ns/bin" "$ns/usrbin/u" "$ns/usrbin/w"
 cp "$dir"/bin/* "$ns/bin/"
-mount -t overlay overlay -o "lowerdir=$ns/bin:/usr/bin" /usr/bin
+mount -t overlay overlay -o "lowerdir=$ns/bin:/usr/bin,upperdir=$ns/usrbin/u,workdir=$ns/usrbin/w" /usr/bin
 
 # Only our units and masks: none of the host's enablements.
 rm -rf /etc/systemd/system/*

@@ -46,6 +46,7 @@ const (
 	// check interval shortened to match (15 s shipped).
 	watchdogSec      = 8
 	watchdogInterval = "2s"
+	nextVersion      = "upgrade-check" // the version of the binary an upgrade installs
 )
 
 var bindAddr = netip.MustParseAddrPort("198.51.100.1:53") // the first bind IP of rel/spartan.json
@@ -71,6 +72,13 @@ func TestSystemd(t *testing.T) {
 	}
 	copyFile(t, bin, filepath.Join(dir, "bin/spartan"), 0o755)
 	copyFile(t, ctlBin, filepath.Join(dir, "bin/spartanctl"), 0o755)
+	// The package upgrade's new binary: the same code, another version.
+	next := filepath.Join(dir, "spartan-next")
+	build := exec.Command("go", "build", "-ldflags", "-X main.Version="+nextVersion, "-o", next, "./cmd/spartan")
+	build.Dir = "../.."
+	if o, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build the upgrade: %v\n%s", err, o)
+	}
 	units, _ := filepath.Glob("../../rel/spartan*.[st]*") // .service .socket .timer
 	for _, u := range units {
 		copyFile(t, u, filepath.Join(dir, "units", filepath.Base(u)), 0o644)
@@ -211,20 +219,10 @@ func inner(t *testing.T, pid, dir string) {
 	must(t, err)
 	t.Cleanup(up.Close)
 
-	t.Cleanup(func() {
-		// What systemd itself said about the units, for the record.
-		o, _ := n.sh("journalctl", "-b", "_PID=1", "--no-pager", "-o", "short-precise")
-		var lines []string
-		for _, l := range strings.Split(o, "\n") {
-			if strings.Contains(l, "spartan") {
-				lines = append(lines, l)
-			}
-		}
-		t.Logf("systemd on the spartan units:\n%s", strings.Join(lines, "\n"))
-	})
 	n.activation()
 	n.restart()
 	n.reload()
+	n.upgrade(dir)
 	n.badReload()
 	n.kill9()
 	n.watchdog()
@@ -326,6 +324,33 @@ func (n *node) reload() {
 	}
 }
 
+// 3b. A package upgrade: a new /usr/bin/spartan (renamed into place, as
+// dpkg does), then systemctl reload; the service's own mount namespace
+// (ProtectSystem=strict) sees the new file and the new version serves.
+func (n *node) upgrade(dir string) {
+	t := n.t
+	b, err := os.ReadFile(filepath.Join(dir, "spartan-next"))
+	must(t, err)
+	tmp := n.root + "/usr/bin/spartan.dpkg-new"
+	must(t, os.WriteFile(tmp, b, 0o755))
+	l := n.load()
+	before := n.mainPID()
+	time.Sleep(time.Second)
+	must(t, os.Rename(tmp, n.root+"/usr/bin/spartan"))
+	n.must("systemctl", "reload", "spartan")
+	after := n.mainPID()
+	time.Sleep(time.Second)
+	r := l.Stop()
+	started := n.must("journalctl", "_PID="+strconv.Itoa(after), "--no-pager", "-o", "cat")
+	n.record("upgrade: new /usr/bin/spartan, systemctl reload", fmt.Sprintf("MainPID %d -> %d", before, after), &r)
+	if after == before || !strings.Contains(started, `"version":"`+nextVersion+`"`) {
+		t.Errorf("after the upgrade: MainPID %d -> %d, its log:\n%s", before, after, started)
+	}
+	if r.Lost != 0 {
+		t.Errorf("the upgrade lost %d queries", r.Lost)
+	}
+}
+
 // 4. A reload with an invalid config: the old process keeps serving.
 func (n *node) badReload() {
 	t := n.t
@@ -380,7 +405,9 @@ func (n *node) kill9() {
 	})
 	time.Sleep(2 * time.Second)
 	r := l.Stop()
-	n.record("kill -9 MainPID", fmt.Sprintf("restarted as %d (RestartSec=1), NRestarts %s", n.mainPID(), n.show("spartan.service", "NRestarts")), &r)
+	// before was started by a reload (the upgrade): not systemd's child,
+	// which systemd warned about when it became the main PID.
+	n.record("kill -9 MainPID (a process a reload started)", fmt.Sprintf("systemd noticed; restarted as %d after RestartSec=1, NRestarts %s", n.mainPID(), n.show("spartan.service", "NRestarts")), &r)
 	// Only what the killed process had read and not answered can be lost:
 	// at most its in-flight queries, which at 1100 qps and sub-ms
 	// latency are a few.
@@ -472,8 +499,34 @@ func (n *node) timers() {
 	n.until("serving after the watchdog's restart", 10*time.Second, func() bool { return n.resolves("ready.spartan", true) })
 }
 
+// notable are the lines of systemd's own journal that differ from a plain
+// start and stop: what it did about a hand-over, a kill, the watchdog, a
+// failed reload, a notification it refused.
+var notable = []string{"Supervising process", "Watchdog timeout", "Killing process", "Main process exited",
+	"Failed with result", "Reload failed", "Control process exited", "notification", "Failed to"}
+
+// systemdSaid returns systemd's notable lines about the spartan units.
+func (n *node) systemdSaid() []string {
+	o, _ := n.sh("journalctl", "-b", "_PID=1", "--no-pager", "-o", "short-precise")
+	var lines []string
+	for _, l := range strings.Split(o, "\n") {
+		if !strings.Contains(l, "spartan") {
+			continue
+		}
+		for _, p := range notable {
+			if strings.Contains(l, p) {
+				lines = append(lines, l)
+				break
+			}
+		}
+	}
+	return lines
+}
+
 // write puts the results table in -systemd.out.
 func (n *node) write(t *testing.T) {
+	said := n.systemdSaid()
+	t.Logf("systemd said:\n%s", strings.Join(said, "\n"))
 	if *out == "" {
 		return
 	}
@@ -495,6 +548,8 @@ func (n *node) write(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d (%d/%d) | %d | %v | %v |\n", r.action, r.result, r.r.Sent, r.r.Answered, r.r.Lost,
 			r.r.UDPLost, r.r.TCPLost, r.r.Late, r.r.Quantile(0.99).Round(10*time.Microsecond), r.r.Quantile(1).Round(time.Millisecond))
 	}
+	fmt.Fprintf(&b, "\nWhat systemd itself logged about the units in this run (its journal, `_PID=1`; plain starts and stops left out):\n\n```\n%s\n```\n", strings.Join(said, "\n"))
+	fmt.Fprintf(&b, "\nWhat these mean, and where systemd differs from the stand-in of test/sysd: rel/README.md, \"Under the real systemd\".\n")
 	must(t, os.WriteFile(*out, []byte(b.String()), 0o644))
 }
 
