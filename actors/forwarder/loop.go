@@ -239,7 +239,7 @@ func (l *Loop) dispatch(events []unix.EpollEvent) {
 			var b [8]byte
 			_, _ = unix.Read(l.wake, b[:])
 		case tagUpstream:
-			l.readUpstream(ev.Pad)
+			l.readUpstream(ev.Pad, ev.Events)
 		}
 	}
 }
