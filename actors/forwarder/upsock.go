@@ -30,12 +30,12 @@ import (
 
 // maxIdleSockets bounds the idle sockets kept per address family. Beyond
 // that cap, idle sockets are also trimmed every trimEvery to what the last
-// period needed at its busiest (never below minIdle), so a burst's worth is
-// not kept open forever.
+// period needed at its busiest, so a burst's worth is not kept open
+// forever, and a loop that sent nothing for a period keeps none.
 //
-// minIdle idle sockets per family are kept for the random choice, so that
-// a query's port is one of several even on a quiet node. maxUses: upstream
-// queries per socket (port).
+// While a loop is sending, minIdle idle sockets per family are kept for the
+// random choice, so that a query's port is one of several even at a low
+// rate. maxUses: upstream queries per socket (port).
 const (
 	maxIdleSockets = 256
 	minIdle        = 8
@@ -61,6 +61,7 @@ type sockPool struct {
 
 	inUse  int   // sockets owned by an attempt now
 	peak   int   // most in use at once since the last trim
+	sent   bool  // a socket was taken since the last trim
 	trimAt int64 // next trim (loop clock); 0: none scheduled
 }
 
@@ -97,6 +98,7 @@ func (l *Loop) dial(ap netip.AddrPort, s int32, k int) (int32, error) {
 	u := &p.socks[i]
 	u.slot, u.gen, u.k, u.dst = s, l.slots[s].gen, int8(k), sa
 	u.uses++
+	p.sent = true
 	p.inUse++
 	p.peak = max(p.peak, p.inUse)
 	return i, nil
@@ -123,7 +125,7 @@ func (l *Loop) hangUp(i int32, replied bool) {
 		return
 	}
 	l.up.idle[u.fam] = append(l.up.idle[u.fam], i)
-	if l.up.trimAt == 0 && len(l.up.idle[u.fam]) > minIdle {
+	if l.up.trimAt == 0 {
 		l.up.trimAt = l.now() + int64(trimEvery)
 	}
 }
@@ -145,23 +147,26 @@ func (l *Loop) drain(fd int) {
 }
 
 // trim closes the idle sockets the last period did not need: it keeps as
-// many as were in use at the busiest moment beyond those in use now, and
-// at least minIdle.
+// many as were in use at the busiest moment beyond those in use now, at
+// least minIdle if the period sent anything, none if it did not.
 func (l *Loop) trim(now int64) {
 	p := &l.up
 	if p.trimAt == 0 || now < p.trimAt {
 		return
 	}
-	keep := max(p.peak-p.inUse, minIdle)
+	keep := 0
+	if p.sent {
+		keep = max(p.peak-p.inUse, minIdle)
+	}
 	for fam := range p.idle {
 		for len(p.idle[fam]) > keep {
 			i, _ := pop(&p.idle[fam])
 			l.discard(i)
 		}
 	}
-	p.peak = p.inUse
+	p.peak, p.sent = p.inUse, false
 	p.trimAt = 0
-	if len(p.idle[0]) > minIdle || len(p.idle[1]) > minIdle {
+	if len(p.idle[0])+len(p.idle[1]) > 0 {
 		p.trimAt = now + int64(trimEvery)
 	}
 }
