@@ -43,8 +43,9 @@ type loopQuery struct {
 }
 
 // loopAttempt is one upstream of a query's race, on a socket of its own
-// (upsock.go): connected, so the kernel drops packets from any other source
-// and reports an ICMP error (the upstream refusing) as a failed read.
+// while it is out (upsock.go): a reply counts only from the address the
+// query was sent to, and an ICMP error for that address (the upstream
+// refusing) fails the attempt at once.
 //
 // Its score (state.Attempt) counts its outcome for the upstream's health,
 // by the same rule as the goroutine race's.
@@ -240,7 +241,8 @@ func (l *Loop) sendUpstream(s int32, k int, q *loopQuery, a *loopAttempt) error 
 	}
 	a.sock = i
 	setID(q.q, a.id)
-	if errno := rawSend(l.up.socks[i].fd, q.q); errno != 0 {
+	u := &l.up.socks[i]
+	if errno := u.dst.sendto(u.fd, q.q); errno != 0 {
 		return os.NewSyscallError("send", errno)
 	}
 	if t := l.f.Tap; t != nil {
@@ -249,8 +251,9 @@ func (l *Loop) sendUpstream(s int32, k int, q *loopQuery, a *loopAttempt) error 
 	return nil
 }
 
-// readUpstream reads what arrived on upstream socket i.
-func (l *Loop) readUpstream(i int32) {
+// readUpstream reads what arrived on upstream socket i; events are its
+// epoll events.
+func (l *Loop) readUpstream(i int32, events uint32) {
 	if i < 0 || int(i) >= len(l.up.socks) {
 		return
 	}
@@ -259,7 +262,7 @@ func (l *Loop) readUpstream(i int32) {
 		return
 	}
 	if u.slot < 0 {
-		l.hangUp(i, false) // idle, yet readable: read it empty again (never expected)
+		l.drain(u.fd) // idle: what comes now is late for a query that has ended
 		return
 	}
 	s, k := u.slot, int(u.k)
@@ -267,16 +270,45 @@ func (l *Loop) readUpstream(i int32) {
 	if !q.inUse || q.gen != u.gen || q.att[k].sock != i {
 		return // cannot happen: a settled attempt hands its socket back at once
 	}
+	if events&unix.EPOLLERR != 0 && l.refused(u, q.att[k].id) {
+		l.attemptFailed(s, k)
+		return
+	}
 	// One datagram per event: the epoll set is level-triggered, so more
 	// waiting brings the loop back, and no read is spent learning EAGAIN.
-	n, errno := rawRecv(u.fd, l.buf)
+	var from sockaddr
+	n, errno := recvFrom(u.fd, l.buf, &from)
 	switch errno {
 	case 0:
-		l.upstreamReply(s, k, l.buf[:n])
+		if from.equal(&u.dst) { // else not from the upstream asked (RFC 5452 §9.1): ignored
+			l.upstreamReply(s, k, l.buf[:n])
+		}
 	case unix.EAGAIN, unix.EINTR:
-	default: // ECONNREFUSED (ICMP port unreachable) and the like
-		l.attemptFailed(s, k)
+	default: // an ICMP error is queued (ECONNREFUSED and the like): whose?
+		if l.refused(u, q.att[k].id) {
+			l.attemptFailed(s, k)
+		}
 	}
+}
+
+// refused reads the errors queued on u and reports whether one is about
+// its current query: sent to u.dst and, when the ICMP message quoted enough
+// of it, with the query's ID. An error for an earlier query of the socket
+// (late) or about "fragmentation needed" (EMSGSIZE: the kernel lowers the
+// path MTU itself) is no failure.
+func (l *Loop) refused(u *upSock, id uint16) bool {
+	failed := false
+	for range 8 {
+		var dst sockaddr
+		n, ee, errno := recvErr(u.fd, l.buf, &dst)
+		if errno != 0 {
+			break
+		}
+		if ee != unix.EMSGSIZE && dst.equal(&u.dst) && (n < 2 || msgID(l.buf) == id) {
+			failed = true
+		}
+	}
+	return failed
 }
 
 func (q *loopQuery) outstanding() int {

@@ -84,6 +84,23 @@ func (sa *sockaddr) sendto(fd int, b []byte) syscall.Errno {
 	return errno
 }
 
+// equal reports whether sa and o are the same address and port (of an
+// IPv6 address, the flow label and scope are not compared).
+func (sa *sockaddr) equal(o *sockaddr) bool {
+	if sa.raw.Addr.Family != o.raw.Addr.Family {
+		return false
+	}
+	switch sa.raw.Addr.Family {
+	case unix.AF_INET:
+		a, b := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa.raw)), (*unix.RawSockaddrInet4)(unsafe.Pointer(&o.raw))
+		return a.Port == b.Port && a.Addr == b.Addr
+	case unix.AF_INET6:
+		a, b := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa.raw)), (*unix.RawSockaddrInet6)(unsafe.Pointer(&o.raw))
+		return a.Port == b.Port && a.Addr == b.Addr
+	}
+	return false
+}
+
 // set stores ap (IPv4 addresses unmapped).
 func (sa *sockaddr) set(ap netip.AddrPort) {
 	ip := ap.Addr().Unmap()

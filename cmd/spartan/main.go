@@ -114,8 +114,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	ctx, handedOver := context.WithCancel(ctx)
 	defer handedOver()
+	reload := startedByReload()
 	inh := inheritSockets(log)
 	nInherited := len(inh)
+	if err := checkFree(cfg, inh, reload); err != nil {
+		log.Error().Err(err).Msg("not starting: another process serves our addresses")
+		return 1
+	}
 	notify := newHandoffNotifier(watchdog.SdNotifier{}.Notify, log)
 	d := newDaemon(cfg, log, inh, notify)
 	up := &upgrader{exe: exe, args: args, timeout: *reloadTimeout, log: log, files: d.handoverFiles,

@@ -34,7 +34,7 @@ type inherited map[sockKey]*os.File
 func inheritSockets(log zerolog.Logger) inherited {
 	// A process started by a reload has LISTEN_FDS meant for it, but its
 	// parent could not know its PID: claim them when our parent says so.
-	if os.Getenv(envUpgradeParent) == strconv.Itoa(os.Getppid()) {
+	if startedByReload() {
 		_ = os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}
 	_ = os.Unsetenv(envUpgradeParent)
@@ -54,6 +54,13 @@ func inheritSockets(log zerolog.Logger) inherited {
 		out[k] = f
 	}
 	return out
+}
+
+// startedByReload tells whether this process was started by a reload of
+// the running daemon (upgrade.go), which is its parent; true only until
+// inheritSockets has claimed the sockets.
+func startedByReload() bool {
+	return os.Getenv(envUpgradeParent) == strconv.Itoa(os.Getppid())
 }
 
 // take returns the inherited socket for proto and addr, if any, and

@@ -369,3 +369,26 @@ func Threads(pid int) int {
 	}
 	return len(ents)
 }
+
+// WriteConfig writes the config at base with the keys of over replaced to
+// a new file, and returns its path.
+func WriteConfig(t testing.TB, base string, over map[string]any) string {
+	t.Helper()
+	data, err := os.ReadFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range over {
+		cfg[k] = v
+	}
+	out, _ := json.MarshalIndent(cfg, "", "  ")
+	path := filepath.Join(t.TempDir(), "spartan.json")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

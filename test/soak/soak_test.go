@@ -324,11 +324,21 @@ func rss(pid int) int {
 	return -1
 }
 
+// scrape reads /metrics. The killer kills the HTTP server too, so a read
+// that fails is tried again (for up to 5 s) rather than taken as zeros.
 func scrape(addr string) []string {
 	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if lines, err := scrapeOnce(&c, addr); err == nil || time.Now().After(deadline) {
+			return lines
+		}
+	}
+}
+
+func scrapeOnce(c *http.Client, addr string) ([]string, error) {
 	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var lines []string
@@ -336,7 +346,13 @@ func scrape(addr string) []string {
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 	}
-	return lines
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || len(lines) == 0 {
+		return nil, fmt.Errorf("metrics: %s, %d lines", resp.Status, len(lines))
+	}
+	return lines, nil
 }
 
 func metric(addr, name string) float64 {
