@@ -130,7 +130,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// (the unit's ExecReload: it waits for the outcome). Either way one
 	// reload runs at a time (the upgrader refuses a second), and after a
 	// hand-over this process stops.
-	reload := func(why string) (int, error) {
+	runReload := func(why string) (int, error) {
 		if exeErr != nil {
 			up.Failures.Add(1)
 			log.Error().Err(exeErr).Msg("reload failed: cannot find our own binary; still serving")
@@ -146,7 +146,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return pid, nil
 	}
 	d.reload = func() (int, func(), error) {
-		pid, err := reload("requested on the control socket")
+		pid, err := runReload("requested on the control socket")
 		return pid, handedOver, err
 	}
 	go func() {
@@ -156,7 +156,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return
 			case <-hup:
 			}
-			if _, err := reload("SIGHUP"); err == nil {
+			if _, err := runReload("SIGHUP"); err == nil {
 				handedOver()
 				return
 			}
