@@ -47,6 +47,10 @@ const (
 	watchdogSec      = 8
 	watchdogInterval = "2s"
 	nextVersion      = "upgrade-check" // the version of the binary an upgrade installs
+	// maxInFlight bounds the queries a killed process may take with it
+	// (read, not answered): half a second of the load. Losing the socket
+	// queue instead would cost RestartSec (1 s) of it, or WatchdogSec.
+	maxInFlight = 550
 )
 
 var bindAddr = netip.MustParseAddrPort("198.51.100.1:53") // the first bind IP of rel/spartan.json
@@ -409,10 +413,11 @@ func (n *node) kill9() {
 	// which systemd warned about when it became the main PID.
 	n.record("kill -9 MainPID (a process a reload started)", fmt.Sprintf("systemd noticed; restarted as %d after RestartSec=1, NRestarts %s", n.mainPID(), n.show("spartan.service", "NRestarts")), &r)
 	// Only what the killed process had read and not answered can be lost:
-	// at most its in-flight queries, which at 1100 qps and sub-ms
-	// latency are a few.
-	if r.Lost > 50 {
-		t.Errorf("kill -9 lost %d queries (more than in flight)", r.Lost)
+	// its queries in flight to the upstream (0 in most runs; 111 once, the
+	// upstream, in this loaded test process, stalling). What would show a
+	// lost socket queue is RestartSec's worth, over 1000.
+	if r.Lost > maxInFlight {
+		t.Errorf("kill -9 lost %d queries (more than could be in flight)", r.Lost)
 	}
 }
 
@@ -433,6 +438,9 @@ func (n *node) watchdog() {
 	time.Sleep(2 * time.Second)
 	r := l.Stop()
 	// systemd's own lines (the daemon's SIGABRT stack trace would bury them).
+	if r.Lost > maxInFlight {
+		t.Errorf("the watchdog's restart lost %d queries (more than could be in flight)", r.Lost)
+	}
 	j := n.must("journalctl", "-b", "_PID=1", "--no-pager", "-o", "cat")
 	if !strings.Contains(j, "spartan.service: Watchdog timeout") {
 		t.Errorf("no watchdog timeout in systemd's journal:\n%s", j)
