@@ -513,13 +513,13 @@ func (n *node) watchdog() {
 	took := time.Since(stopped)
 	time.Sleep(2 * time.Second)
 	r := l.Stop()
-	// systemd's own lines (the daemon's SIGABRT stack trace would bury them).
 	// A stall this long (up to WatchdogSec + RestartSec at 1100 qps) can
 	// overflow the 4 MiB receive queue: those drops are the kernel's and
 	// counted; beyond them, only what was in flight may be lost.
 	if full := rcvbufErrors(t) - n.rcvbuf0; r.Lost-full > maxInFlight {
 		t.Errorf("the watchdog's restart lost %d queries, %d of them on a full queue (more than could be in flight)", r.Lost, full)
 	}
+	// systemd's own lines (the daemon's SIGABRT stack trace would bury them).
 	j := n.must("journalctl", "-b", "_PID=1", "--no-pager", "-o", "cat")
 	if !strings.Contains(j, "spartan.service: Watchdog timeout") {
 		t.Errorf("no watchdog timeout in systemd's journal:\n%s", j)
