@@ -225,9 +225,10 @@ func (n *node) load() *sysd.Load {
 
 // record adds a row to the results and logs it.
 func (n *node) record(action, result string, r *sysd.Report) {
-	rw := row{action: action, result: result, r: r}
+	rw := row{action: action, result: result}
 	if r != nil {
-		rw.rcvbuf = rcvbufErrors(n.t) - n.rcvbuf0
+		c := *r // the caller may reuse its report
+		rw.r, rw.rcvbuf = &c, rcvbufErrors(n.t)-n.rcvbuf0
 	}
 	n.rows = append(n.rows, rw)
 	if r != nil {
