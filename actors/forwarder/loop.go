@@ -25,10 +25,9 @@ import (
 // small state machine (loopQuery) driven by socket events and three timer
 // queues, applying the same raceRules as the goroutine race.
 //
-// Every upstream query gets a random ID and a socket of its own while it is
-// out, taken at random from a pool of sockets on random ports, each
-// replaced after a few queries (RFC 5452; upsock.go), and handled with raw
-// system calls (rawsys.go).
+// Every upstream query gets a random ID and a socket of its own with a fresh
+// random source port (RFC 5452); the sockets are recycled without reusing
+// ports (upsock.go), and handled with raw system calls (rawsys.go).
 type Loop struct {
 	f     *Forwarder
 	ep    int      // epoll set
@@ -43,7 +42,7 @@ type Loop struct {
 	wakeMu sync.Mutex  // Retire's write vs the eventfd's close
 	closed bool
 
-	up     sockPool // upstream sockets, pooled (upsock.go)
+	up     sockPool // upstream sockets, recycled (upsock.go)
 	slots  []loopQuery
 	free   []int32
 	active int

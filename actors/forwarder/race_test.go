@@ -491,10 +491,10 @@ func testRefusedPortsFailFast(t *testing.T, handle handleFunc) {
 
 func TestFreshPortPerUpstreamQuery(t *testing.T) { bothEngines(t, testFreshPortPerUpstreamQuery) }
 
-// RFC 5452: every upstream query leaves from a random port. The goroutine
-// race dials a fresh one per query; the loop sends from a pool of sockets
-// on random ports, each carrying at most maxUses queries (upsock.go). In
-// both, the two upstreams of one query never share a port.
+// RFC 5452: every upstream query leaves from a fresh random port, also when
+// the loop recycles its sockets: the two upstreams of one query never share
+// a port, and ports do not repeat from query to query (beyond the odd
+// coincidence of a random choice).
 func testFreshPortPerUpstreamQuery(t *testing.T, handle handleFunc) {
 	a := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.9.9.9"))
 	b := dnstest.Start(t, "127.0.0.1", dnstest.Answer("10.9.9.9"))
@@ -507,22 +507,16 @@ func testFreshPortPerUpstreamQuery(t *testing.T, handle handleFunc) {
 		}
 	}
 	waitFor(t, "both upstreams to see every query", func() bool { return a.Count() == n && b.Count() == n })
-	uses := map[uint16]int{}
+	ports := map[uint16]bool{}
 	for i := range n {
 		pa, pb := a.Seen()[i].From.Port(), b.Seen()[i].From.Port()
 		if pa == pb {
 			t.Errorf("query %d: both upstream queries from port %d", i, pa)
 		}
-		uses[pa]++
-		uses[pb]++
+		ports[pa], ports[pb] = true, true
 	}
-	for port, k := range uses {
-		if k > forwarder.PortUses {
-			t.Errorf("port %d carried %d upstream queries, more than %d", port, k, forwarder.PortUses)
-		}
-	}
-	if len(uses) < forwarder.PortPool {
-		t.Errorf("%d distinct source ports over %d upstream queries, want at least %d", len(uses), 2*n, forwarder.PortPool)
+	if len(ports) < 2*n*9/10 {
+		t.Errorf("%d distinct source ports over %d upstream queries", len(ports), 2*n)
 	}
 }
 

@@ -16,9 +16,9 @@ import (
 //
 // Each of these sockets carries exactly one upstream query and is closed
 // after it: a fresh random source port per query (RFC 5452). The UDP event
-// loop, where the cost counts, sends from a pool of unconnected sockets on
-// random ports instead (upsock.go); the pool is kept inline, by the queries
-// that need a socket. Measured and rejected: a pool of
+// loop gets the same fresh port per query more cheaply, by recycling its
+// sockets through a disconnect (upsock.go); that recycling is done inline,
+// by the query that needs a socket. Measured and rejected: a pool of
 // sockets created ahead of time by a background actor. On two cores it
 // adds no capacity (the work is the same) and its refills compete with
 // queries: p99 got worse (measured with BenchmarkUDPForward; see the

@@ -35,6 +35,14 @@ func openUDP(fam int) (int, error) {
 	return int(fd), nil
 }
 
+// disconnect dissolves fd's association (connect to AF_UNSPEC). For a
+// socket whose port was chosen by the kernel, that releases the port too.
+func disconnect(fd int) syscall.Errno {
+	sa := unix.RawSockaddrInet4{Family: unix.AF_UNSPEC}
+	_, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	return errno
+}
+
 func closeFD(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
 
 // rawRecv reads one datagram from fd into b (its source unread).

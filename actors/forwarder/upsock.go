@@ -7,39 +7,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The loop's upstream sockets are unconnected and recycled: each is bound
-// once to a random port (the kernel's choice at its first sendto) and
-// carries at most maxUses upstream queries, one at a time, before it is
-// closed and replaced by a socket on a new random port. An upstream query
-// takes an idle socket chosen at random (Forwarder.Rand) and sends with
-// sendto; a reply is taken only from the address the query went to (the
-// check a connected socket left to the kernel), and IP_RECVERR queues ICMP
-// errors with the address they concern, so an upstream that refuses still
-// fails its attempt at once.
+// The loop's upstream sockets are unconnected and recycled, and every
+// upstream query still leaves from a fresh random port (RFC 5452).
 //
-// Why not a connected socket per query, as before: connect and the
-// disconnect that freed its port were a seventh of the loop's CPU at 5000
-// qps (the kernel rehashes the socket on both), two system calls of about
-// a dozen per upstream query. The price is port freshness (RFC 5452 asks
-// for an unpredictable port, not a new one): an off-path attacker still
-// guesses 16 bits of ID and a port that is random in the ephemeral range;
-// one who has learnt a port (by making this node query a server of its
-// own) faces the ID, the choice among at least minIdle idle sockets, and at
-// most maxUses-1 more queries from that port. docs/ARCHITECTURE.md states
-// the figures.
+// Why this works: an unbound UDP socket gets a port at random from the
+// ephemeral range at its first sendto (autobind), and gives it up when it
+// is disconnected (connect to AF_UNSPEC): Linux unhashes it and clears the
+// port unless the port was bound explicitly. So one socket serves query
+// after query, each from a new random port, for one extra system call per
+// upstream query (the disconnect). An earlier version connected each
+// socket to its upstream first: connect, with its route lookup and rehash,
+// was about a tenth of the loop's CPU at 5000 qps in a profile.
+// Unconnected, the socket checks what the kernel checked for a connected
+// one: a reply counts only from the address the query was sent to, and
+// IP_RECVERR queues each ICMP error with the address it concerns, so an
+// upstream that refuses still fails its attempt at once. While
+// disconnected a socket holds no port and receives nothing; what it had
+// queued is read away first.
+//
+// Rejected after measuring: a pool of sockets that keep their port for
+// several queries (no disconnect at all). It saved a little more CPU but
+// made ports repeat from query to query, which RFC 5452 asks to avoid.
 
 // maxIdleSockets bounds the idle sockets kept per address family. Beyond
 // that cap, idle sockets are also trimmed every trimEvery to what the last
 // period needed at its busiest, so a burst's worth is not kept open
-// forever, and a loop that sent nothing for a period keeps none.
-//
-// While a loop is sending, minIdle idle sockets per family are kept for the
-// random choice, so that a query's port is one of several even at a low
-// rate. maxUses: upstream queries per socket (port).
+// forever and an idle loop holds no upstream socket at all.
 const (
 	maxIdleSockets = 256
-	minIdle        = 8
-	maxUses        = 16
 	trimEvery      = time.Second
 )
 
@@ -49,7 +44,6 @@ type upSock struct {
 	slot int32 // owning query while in use; -1 when idle
 	gen  uint32
 	k    int8     // the owner's attempt
-	uses uint16   // upstream queries sent from this socket (port)
 	dst  sockaddr // the upstream of the current query: replies must come from it
 }
 
@@ -61,13 +55,11 @@ type sockPool struct {
 
 	inUse  int   // sockets owned by an attempt now
 	peak   int   // most in use at once since the last trim
-	sent   bool  // a socket was taken since the last trim
 	trimAt int64 // next trim (loop clock); 0: none scheduled
 }
 
-// dial returns a socket to send attempt k of the query in slot s to ap
-// from: an idle one chosen at random, or a new one while fewer than
-// minIdle are idle.
+// dial returns a socket for attempt k of the query in slot s to send to ap
+// from; its port is chosen at the send.
 func (l *Loop) dial(ap netip.AddrPort, s int32, k int) (int32, error) {
 	var sa sockaddr
 	sa.set(ap)
@@ -76,13 +68,8 @@ func (l *Loop) dial(ap netip.AddrPort, s int32, k int) (int32, error) {
 		fam = 1
 	}
 	p := &l.up
-	var i int32
-	if idle := p.idle[fam]; len(idle) >= minIdle {
-		j := l.f.Rand(len(idle))
-		i = idle[j]
-		idle[j] = idle[len(idle)-1]
-		p.idle[fam] = idle[:len(idle)-1]
-	} else {
+	i, ok := pop(&p.idle[fam])
+	if !ok {
 		fd, err := openUDP(fam)
 		if err != nil {
 			return -1, err
@@ -97,30 +84,32 @@ func (l *Loop) dial(ap netip.AddrPort, s int32, k int) (int32, error) {
 	}
 	u := &p.socks[i]
 	u.slot, u.gen, u.k, u.dst = s, l.slots[s].gen, int8(k), sa
-	u.uses++
-	p.sent = true
 	p.inUse++
 	p.peak = max(p.peak, p.inUse)
 	return i, nil
 }
 
-// hangUp gives socket i back to the pool, or closes it once it has
-// carried maxUses queries (its successor gets a new port) or enough are
-// idle. Unless the caller has just read the reply that settled the
-// attempt, it first reads away what the socket may still hold (a late
-// reply, a pending ICMP error), so that nothing of this upstream query
-// reaches the next one. (What comes later is read then and fails
-// validation: another address, or a new random ID.)
+// hangUp disconnects socket i (giving up its port) and keeps it for the
+// next query, or closes it when enough are idle. Unless the caller has just
+// read the reply that settled the attempt, it first reads away what the
+// socket may still hold (a late reply, a pending ICMP error), so that
+// nothing of this upstream query can reach the next one. (After a reply
+// only a duplicate could be queued; it would still be read first by the
+// next query and fail validation: another address or a new random ID.)
 func (l *Loop) hangUp(i int32, replied bool) {
 	u := &l.up.socks[i]
 	if u.slot >= 0 {
 		l.up.inUse--
 	}
 	u.slot = -1
+	if disconnect(u.fd) != 0 {
+		l.discard(i)
+		return
+	}
 	if !replied {
 		l.drain(u.fd)
 	}
-	if u.uses >= maxUses || len(l.up.idle[u.fam]) >= maxIdleSockets {
+	if len(l.up.idle[u.fam]) >= maxIdleSockets {
 		l.discard(i)
 		return
 	}
@@ -147,24 +136,20 @@ func (l *Loop) drain(fd int) {
 }
 
 // trim closes the idle sockets the last period did not need: it keeps as
-// many as were in use at the busiest moment beyond those in use now, at
-// least minIdle if the period sent anything, none if it did not.
+// many as were in use at the busiest moment beyond those in use now.
 func (l *Loop) trim(now int64) {
 	p := &l.up
 	if p.trimAt == 0 || now < p.trimAt {
 		return
 	}
-	keep := 0
-	if p.sent {
-		keep = max(p.peak-p.inUse, minIdle)
-	}
+	keep := max(p.peak-p.inUse, 0)
 	for fam := range p.idle {
 		for len(p.idle[fam]) > keep {
 			i, _ := pop(&p.idle[fam])
 			l.discard(i)
 		}
 	}
-	p.peak, p.sent = p.inUse, false
+	p.peak = p.inUse
 	p.trimAt = 0
 	if len(p.idle[0])+len(p.idle[1]) > 0 {
 		p.trimAt = now + int64(trimEvery)

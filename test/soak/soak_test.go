@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,11 +45,17 @@ var (
 	out         = flag.String("soak.out", "", "write the results as markdown to this file")
 )
 
+// maxRefusedPerMinute: kill attempts a minute may see refused, about 20 s
+// of the control socket being away at the default kill rate (a reload
+// takes a few).
+const maxRefusedPerMinute = 100
+
 type sample struct {
 	minute                 int
 	pid                    int
 	rssKB, fds, goroutines int
 	kills, restarts        int
+	refused                int // kill attempts spartanctl could not make (this minute)
 	reloads                int
 	sent, answered, lost   int
 	udpLost, tcpLost       int
@@ -126,6 +133,7 @@ func TestSoak(t *testing.T) {
 	}
 	var pathsMu sync.Mutex
 	var paths []string
+	refusedWhy := map[string]int{} // what spartanctl said, by path; under pathsMu
 	refresh := func() {
 		o, err := ctl("tree", "--json")
 		var root supervisor.Node
@@ -168,8 +176,18 @@ func TestSoak(t *testing.T) {
 				refresh()
 				continue
 			}
-			if _, err := ctl("kill", p); err != nil {
+			if o, err := ctl("kill", p); err != nil {
 				killErrs.Add(1) // the ctl actor itself restarting, or a reload under way
+				msg := strings.TrimSpace(string(o))
+				if i := strings.IndexAny(msg, "\n"); i >= 0 {
+					msg = msg[:i]
+				}
+				if len(msg) > 160 {
+					msg = msg[:160]
+				}
+				pathsMu.Lock()
+				refusedWhy[fmt.Sprintf("%s: %s", p, msg)]++
+				pathsMu.Unlock()
 				continue
 			}
 			kills.Add(1)
@@ -192,6 +210,7 @@ func TestSoak(t *testing.T) {
 	}()
 
 	var samples []sample
+	refusedBefore := 0
 	start := time.Now()
 	load := startLoad()
 	nextReload := start.Add(*reloadEach)
@@ -218,16 +237,18 @@ func TestSoak(t *testing.T) {
 		r := load.Stop()
 		load = next
 		pid := m.Main()
+		refusedNow := int(killErrs.Load())
 		s := sample{
 			minute: minute, pid: pid,
 			rssKB: rss(pid), fds: harness.OpenFDs(pid), goroutines: int(metric(httpAddr, "go_goroutines")),
-			kills: int(kills.Load()), restarts: int(sumMetric(httpAddr, "spartan_actor_restarts_total")), reloads: int(reloads.Load()),
+			kills: int(kills.Load()), refused: refusedNow - refusedBefore, restarts: int(sumMetric(httpAddr, "spartan_actor_restarts_total")), reloads: int(reloads.Load()),
 			sent: r.Sent, answered: r.Answered, lost: r.Lost, udpLost: r.UDPLost, tcpLost: r.TCPLost, late: r.Late, resent: r.TCPResent,
 			p50: r.Quantile(0.5), p99: r.Quantile(0.99), p999: r.Quantile(0.999), hostile: int(hostile.Load()),
 		}
+		refusedBefore = refusedNow
 		samples = append(samples, s)
-		t.Logf("minute %d: pid %d rss %d kB fds %d goroutines %d kills %d restarts(this pid) %d reloads %d | sent %d answered %d lost %d (udp %d tcp %d) late %d tcp-resent %d p50 %v p99 %v p99.9 %v",
-			s.minute, s.pid, s.rssKB, s.fds, s.goroutines, s.kills, s.restarts, s.reloads, s.sent, s.answered, s.lost, s.udpLost, s.tcpLost, s.late, s.resent, s.p50, s.p99, s.p999)
+		t.Logf("minute %d: pid %d rss %d kB fds %d goroutines %d kills %d refused %d restarts(this pid) %d reloads %d | sent %d answered %d lost %d (udp %d tcp %d) late %d tcp-resent %d p50 %v p99 %v p99.9 %v",
+			s.minute, s.pid, s.rssKB, s.fds, s.goroutines, s.kills, s.refused, s.restarts, s.reloads, s.sent, s.answered, s.lost, s.udpLost, s.tcpLost, s.late, s.resent, s.p50, s.p99, s.p999)
 	}
 	close(stop)
 	wg.Wait()
@@ -254,6 +275,25 @@ func TestSoak(t *testing.T) {
 			warn = warn[len(warn)-60:]
 		}
 		t.Logf("warnings, errors and reloads in the log:\n%s", strings.Join(warn, "\n"))
+	}
+	// A reload costs the control socket a few seconds (the new process
+	// waits for the old to give it up); more than that in a minute means
+	// an operator's spartanctl would fail too.
+	for _, s := range samples {
+		if s.refused > maxRefusedPerMinute {
+			t.Errorf("minute %d: %d kill attempts refused (at most %d expected)", s.minute, s.refused, maxRefusedPerMinute)
+		}
+	}
+	if len(refusedWhy) > 0 {
+		var lines []string
+		for why, n := range refusedWhy {
+			lines = append(lines, fmt.Sprintf("%6d  %s", n, why))
+		}
+		slices.Sort(lines)
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		t.Logf("kill attempts refused, by what spartanctl said:\n%s", strings.Join(lines, "\n"))
 	}
 	if *out != "" {
 		writeReport(t, *out, samples, total, int(killErrs.Load()))
@@ -385,11 +425,11 @@ func writeReport(t *testing.T, path string, samples []sample, total sample, kill
 		fmt.Fprintf(&b, "**A short run (%s), not the 30-minute soak**: a trend over %d samples says little about leaks.\n\n", *duration, len(samples))
 	}
 	fmt.Fprintf(&b, "Spartan under test/sysd (systemd's part: the sockets, LISTEN_FDS, NotifyAccess=main, Restart=always). Load: %d qps open-loop UDP over 4 sockets plus 2 pipelined TCP clients at 100 qps each, names on every route (default upstream, a forward zone, *.mesos via master_list, spartan., localhost., zk.). `spartanctl kill` of a random tree node every %s, a SIGHUP reload every %s, hostile clients every second (a garbage TCP frame, a slowloris, 10 garbage datagrams; every 10 s a client that pipelines 5000 queries and never reads). Lost = no reply at all (the load waits 3 s after each minute); TCP queries whose connection closed unanswered are sent again, as RFC 7766 clients do, and counted as resent. Each row is the minute before it; RSS, fds and goroutines are of the main process at the end of the minute (it changes at each reload); restarts are the actor restarts of that process.\n\n", *qps-200, *killEvery, *reloadEach)
-	b.WriteString("| min | pid | RSS kB | fds | goroutines | kills (total) | restarts (pid) | reloads (total) | sent | answered | lost (UDP/TCP) | late >3s | TCP resent | p50 | p99 | p99.9 |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| min | pid | RSS kB | fds | goroutines | kills (total) | kills refused | restarts (pid) | reloads (total) | sent | answered | lost (UDP/TCP) | late >3s | TCP resent | p50 | p99 | p99.9 |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range samples {
-		fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d (%d/%d) | %d | %d | %s | %s | %s |\n",
-			s.minute, s.pid, s.rssKB, s.fds, s.goroutines, s.kills, s.restarts, s.reloads, s.sent, s.answered, s.lost, s.udpLost, s.tcpLost, s.late, s.resent,
+		fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d (%d/%d) | %d | %d | %s | %s | %s |\n",
+			s.minute, s.pid, s.rssKB, s.fds, s.goroutines, s.kills, s.refused, s.restarts, s.reloads, s.sent, s.answered, s.lost, s.udpLost, s.tcpLost, s.late, s.resent,
 			s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.p999.Round(time.Microsecond))
 	}
 	fmt.Fprintf(&b, "\nTotal: %d sent, %d answered, %d lost, %d late. Kill attempts refused (the ctl actor itself restarting, or a reload under way): %d.\n", total.sent, total.answered, total.lost, total.late, killErrs)
