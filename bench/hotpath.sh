@@ -22,7 +22,7 @@ out=$(eval "$cmd" 2>&1)
 	echo "loops); each query is raced to two reflector upstreams (\`test/dnstest\`), in the same process."
 	echo "qps, p50/p99 are as the clients see them. BenchmarkDialUDP: the socket of one upstream query, each"
 	echo "with a fresh random port: net.DialUDP+close, the goroutine race's raw dialer+close, the loop's"
-	echo "raw socket+epoll_ctl+connect+close (loop-fresh), and what the loop does, connect+disconnect of a"
+	echo "raw socket (IP_RECVERR)+epoll_ctl+port+close (loop-fresh), and what the loop does, a port and a disconnect of a"
 	echo "recycled socket (loop-recycled). BenchmarkUDPCacheHit: BenchmarkUDPForward with the cache on, every"
 	echo "query after the first a hit answered by the loop that read it (allocs/op there are the whole process's,"
 	echo "clients included). BenchmarkHit: the cache's own share of a hit (parse the key, look up, render"
