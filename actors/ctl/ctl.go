@@ -39,12 +39,25 @@ type Actor struct {
 	cache  Cache
 	reload Reloader
 	log    zerolog.Logger
+
+	takeOver bool // the next listen takes the path over (WithTakeOver)
 }
 
 // Reloader runs one reload to its end (cmd/spartan): on success it returns
 // the new process's PID and handOver, which the actor calls once the client
 // has its answer, to stop this process; on error this process goes on.
 type Reloader func() (pid int, handOver func(), err error)
+
+// WithTakeOver makes the actor's first listen take the socket path over at
+// once, from the process this one replaces (a reload), instead of waiting
+// for that process to give it up: spartanctl then never finds the path
+// missing between the two. Later restarts of the actor wait as usual, so
+// that the replaced process, should its own ctl actor restart meanwhile,
+// cannot take the path back.
+func (a *Actor) WithTakeOver() *Actor {
+	a.takeOver = true
+	return a
+}
 
 // WithReload makes the actor answer the reload command with r and returns it.
 func (a *Actor) WithReload(r Reloader) *Actor {
@@ -79,11 +92,16 @@ func (a *Actor) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The path is removed before the listener closes, once: while we
-	// listen no one else removes it (removeStale sees us serving), and once
-	// we have closed, the process of a reload may bind it at once.
+	ours, _ := os.Stat(a.socket)
+	// The path is removed before the listener closes, once, and only while
+	// it is still our socket: a reload's new process may have taken it over
+	// (WithTakeOver), and removing its socket would leave spartanctl nothing
+	// to connect to for that process's whole life. Once we have closed, the
+	// process of a reload may bind it at once.
 	release := sync.OnceFunc(func() {
-		_ = os.Remove(a.socket)
+		if fi, err := os.Stat(a.socket); err == nil && ours != nil && os.SameFile(fi, ours) {
+			_ = os.Remove(a.socket)
+		}
 		_ = ln.Close()
 	})
 	var (
@@ -154,8 +172,11 @@ func (a *Actor) listen(ctx context.Context) (*net.UnixListener, error) {
 		return nil, fmt.Errorf("ctl socket directory: %w", err)
 	}
 	// During a reload the process we replace serves the socket until it
-	// exits: wait for it (bounded) rather than crash-looping.
-	for wait := 0; ; wait++ {
+	// exits: take it over (once, WithTakeOver), or wait for it (bounded)
+	// rather than crash-looping.
+	takeOver := a.takeOver
+	a.takeOver = false
+	for wait := 0; !takeOver; wait++ {
 		err := removeStale(a.socket)
 		if err == nil {
 			break
@@ -168,6 +189,9 @@ func (a *Actor) listen(ctx context.Context) (*net.UnixListener, error) {
 			return nil, ctx.Err()
 		case <-time.After(servedPoll):
 		}
+	}
+	if fi, err := os.Lstat(a.socket); takeOver && err == nil && fi.Mode()&os.ModeSocket == 0 {
+		return nil, fmt.Errorf("ctl socket %s: exists and is not a socket; not replacing it", a.socket)
 	}
 	tmp := fmt.Sprintf("%s.%d.tmp", a.socket, os.Getpid())
 	_ = os.Remove(tmp)

@@ -19,6 +19,9 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 		if d.fwd.Cache != nil { // a nil *cache.Cache in the interface would not be nil
 			a.WithCache(d.fwd.Cache)
 		}
+		if d.reloaded {
+			a.WithTakeOver()
+		}
 		// Looked up at each request: main sets d.reload after the tree is
 		// built (the upgrader needs the daemon's sockets), before it serves.
 		a.WithReload(func() (int, func(), error) {

@@ -122,7 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	notify := newHandoffNotifier(watchdog.SdNotifier{}.Notify, log)
-	d := newDaemon(cfg, log, inh, notify)
+	d := newDaemon(cfg, log, inh, notify, reload)
 	up := &upgrader{exe: exe, args: args, timeout: *reloadTimeout, log: log, files: d.handoverFiles,
 		notify: watchdog.SdNotifier{}.Notify}
 	d.reloads = up

@@ -49,6 +49,8 @@ type daemon struct {
 
 	tap *dnstap.Tap // nil: dnstap off
 
+	reloaded bool // started by a reload (newDaemon)
+
 	// mastersRead is the masters watcher's last good read (nil: none runs).
 	mastersRead func() time.Time
 
@@ -63,9 +65,11 @@ type daemon struct {
 // newDaemon builds the tree. inh holds the sockets handed to us
 // (LISTEN_FDS): a listener whose address has one serves it instead of
 // binding its own. notify is the watchdog's sd_notify.
-func newDaemon(cfg *config.Config, log zerolog.Logger, inh inherited, notify watchdog.Notifier) *daemon {
+// reloaded says a reload of the running daemon started this process: it
+// takes the control socket over from its parent at once.
+func newDaemon(cfg *config.Config, log zerolog.Logger, inh inherited, notify watchdog.Notifier, reloaded bool) *daemon {
 	reg := state.NewRegistry()
-	d := &daemon{cfg: cfg, log: log, store: state.NewStore(cfg, reg), failed: make(chan int, 1)}
+	d := &daemon{cfg: cfg, log: log, store: state.NewStore(cfg, reg), failed: make(chan int, 1), reloaded: reloaded}
 	d.fwd = forwarder.New(d.store, log)
 	if tap := dnstap.New(cfg.Dnstap.Socket, cfg.Dnstap.File, "spartan "+Version, log.With().Str("actor", "dnstap").Logger()); tap != nil {
 		d.fwd.Tap, d.tap = tap, tap
