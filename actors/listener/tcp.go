@@ -136,8 +136,7 @@ func (l *TCP) serve(ctx context.Context, wg *sync.WaitGroup, c *net.TCPConn) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer l.conns.Add(-1)
-		l.serveConn(ctx, c)
+		l.serveConn(ctx, c, func() { l.conns.Add(-1) })
 	}()
 }
 
@@ -151,7 +150,10 @@ func (l *TCP) Close() {
 
 // serveConn reads framed queries until the client closes, misbehaves, goes
 // idle, or the run ends. Writes from the query goroutines are serialised.
-func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
+// release frees the connection's tcp_connections slot; it is called just
+// before the final close, so that a client which sees the connection end
+// can count on the slot being free for its next one.
+func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn, release func()) {
 	var (
 		wmu      sync.Mutex
 		inflight sync.WaitGroup
@@ -196,6 +198,7 @@ func (l *TCP) serveConn(ctx context.Context, c *net.TCPConn) {
 		// Let the queries already read finish (bounded by upstream_timeout),
 		// then close.
 		inflight.Wait()
+		release()
 		_ = c.Close()
 	}()
 
