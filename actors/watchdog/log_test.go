@@ -1,32 +1,18 @@
 package watchdog
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/test/testkit"
 )
 
-// lockedBuffer is a log sink the actor's goroutine writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// logLines parses the JSON log lines the actor's goroutine wrote to buf.
+func logLines(t *testing.T, buf *testkit.SyncBuffer) []map[string]any {
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		if line == "" {
 			continue
 		}
@@ -43,11 +29,11 @@ func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
 // "probe failed" (even at debug level); after it, a failure is a warning
 // whose durations share one unit.
 func TestLogLines(t *testing.T) {
-	var buf lockedBuffer
+	var buf testkit.SyncBuffer
 	h := newLoggedHarness(t, zerolog.New(&buf).Level(zerolog.DebugLevel))
 	h.clock.Advance(h.step(errDown))
 	h.clock.Advance(h.step(errDown))
-	for _, l := range buf.lines(t) {
+	for _, l := range logLines(t, &buf) {
 		if l["message"] == "probe failed" {
 			t.Fatalf("startup logged %v", l)
 		}
@@ -55,13 +41,13 @@ func TestLogLines(t *testing.T) {
 	h.clock.Advance(h.step(nil))
 	h.clock.Advance(h.step(errDown))
 	var failed map[string]any
-	for _, l := range buf.lines(t) {
+	for _, l := range logLines(t, &buf) {
 		if l["message"] == "probe failed" {
 			failed = l
 		}
 	}
 	if failed == nil {
-		t.Fatalf("a failure after READY logged no \"probe failed\": %v", buf.lines(t))
+		t.Fatalf("a failure after READY logged no \"probe failed\": %v", logLines(t, &buf))
 	}
 	if failed["level"] != "warn" {
 		t.Errorf("probe failed at level %v, want warn", failed["level"])
