@@ -102,7 +102,7 @@ func newEnv(t *testing.T) *env {
 	store := state.NewStore(cfg, reg)
 	fwd := forwarder.New(store, zerolog.Nop())
 	e := &env{store: store, reg: reg, fwd: fwd, up: up}
-	e.m = NewMetrics(Sources{Store: store, Forwarder: fwd, TCPRefused: func() uint64 { return 7 }})
+	e.m = NewMetrics(Sources{Store: store, Forwarder: fwd, TCPRefused: func() uint64 { return 7 }, TCPOpen: func() int64 { return 3 }})
 	e.srv = New(Options{Version: "1.2.3", Store: store, Forwarder: fwd, Metrics: e.m}, zerolog.Nop())
 	return e
 }
@@ -375,6 +375,7 @@ func TestCollector(t *testing.T) {
 		{"spartan_upstream_health_score", upl, 0},
 		{"spartan_shed_queries_total", nil, 4},
 		{"spartan_tcp_connections_refused_total", nil, 7},
+		{"spartan_tcp_connections_open", nil, 3},
 		{"spartan_queries_in_flight", nil, 1},
 		{"spartan_masters", nil, 2},
 		{"spartan_masters_last_read_timestamp_seconds", nil, 0}, // no masters watcher

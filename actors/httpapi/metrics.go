@@ -32,6 +32,9 @@ type Sources struct {
 	// TCPRefused returns the TCP connections refused over tcp_connections,
 	// summed over the TCP listeners; nil reports 0.
 	TCPRefused func() uint64
+	// TCPOpen returns the TCP client connections open now, summed over the
+	// TCP listeners; nil reports 0.
+	TCPOpen func() int64
 	// MastersLastRead returns the time of the last good masters read (zero:
 	// none yet); nil when no masters watcher runs (master_source "none").
 	MastersLastRead func() time.Time
@@ -65,6 +68,8 @@ var (
 		"Queries shed over handler_limit (UDP dropped, TCP connection closed).", nil, nil)
 	descRefused = prometheus.NewDesc("spartan_tcp_connections_refused_total",
 		"TCP client connections closed at once over limits.tcp_connections.", nil, nil)
+	descTCPOpen = prometheus.NewDesc("spartan_tcp_connections_open",
+		"TCP client connections open now (each holds a slot of limits.tcp_connections).", nil, nil)
 	descTCPClosed = prometheus.NewDesc("spartan_tcp_connections_closed_total",
 		"TCP client connections the server cut off, by reason.", []string{"reason"}, nil)
 	descReloads = prometheus.NewDesc("spartan_reloads_total",
@@ -118,7 +123,7 @@ func NewCollector(src Sources) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueries, descReplies, descFailures, descStalls, descLatency,
-		descScore, descShed, descRefused, descInFlight, descMasters, descMastersRead, descRaceAttempts, descRaceWins, descAnswer, descTapSent, descTapDropped,
+		descScore, descShed, descRefused, descTCPOpen, descInFlight, descMasters, descMastersRead, descRaceAttempts, descRaceWins, descAnswer, descTapSent, descTapDropped,
 		descTCPClosed, descReloads, descNoUpstreams,
 		descCacheEntries, descCacheBytes, descCacheHits, descCacheMisses, descCacheStale, descCachePrefetches,
 		descCacheCoalesced, descCacheEvictions} {
@@ -196,6 +201,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		refused = c.src.TCPRefused()
 	}
 	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(refused))
+	var open int64
+	if c.src.TCPOpen != nil {
+		open = c.src.TCPOpen()
+	}
+	ch <- prometheus.MustNewConstMetric(descTCPOpen, prometheus.GaugeValue, float64(open))
 	if c.src.TCPClosed != nil {
 		c.src.TCPClosed(func(reason string, n uint64) {
 			ch <- prometheus.MustNewConstMetric(descTCPClosed, prometheus.CounterValue, float64(n), reason)

@@ -49,6 +49,9 @@ type TCP struct {
 	cuts        [numCuts]atomic.Uint64 // connections cut off, by reason (tcpcut.go)
 }
 
+// Open returns the client connections open now.
+func (l *TCP) Open() int64 { return l.conns.Load() }
+
 // NewTCP returns the TCP listener actor for addr.
 func NewTCP(addr netip.AddrPort, fwd *forwarder.Forwarder, limits config.LimitsConfig, log zerolog.Logger) *TCP {
 	return &TCP{addr: addr, fwd: fwd, limits: limits, UnreadLimit: defaultUnreadLimit,

@@ -49,6 +49,12 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 			}
 			return n
 		},
+		TCPOpen: func() (n int64) {
+			for _, l := range d.tcp {
+				n += l.Open()
+			}
+			return n
+		},
 		TCPClosed: func(each func(string, uint64)) {
 			sum := map[string]uint64{}
 			var order []string

@@ -349,6 +349,10 @@ func TestHostileTCPClients(t *testing.T) {
 	// ones are refused, the daemon's fds stay bounded, UDP keeps working.
 	t.Run("connection flood", func(t *testing.T) {
 		const n = 48
+		// Premise: no connection of an earlier subtest still holds a slot
+		// (the daemon frees one when it reads the client's close, which
+		// may lag the client's Close), or fewer than 16 would be kept.
+		waitTCPOpen(t, d, 0)
 		var conns []net.Conn
 		for i := 0; i < n; i++ {
 			c, err := net.DialTimeout("tcp", d.sp.Addr.String(), time.Second)
@@ -366,6 +370,9 @@ func TestHostileTCPClients(t *testing.T) {
 		fds := harnessFDs(d)
 		if fds > d.baseFDs+16+fdSlack {
 			t.Errorf("%d fds with %d connections attempted: more than tcp_connections (16) are held (baseline %d)", fds, n, d.baseFDs)
+		}
+		if v, err := d.sp.Metric("spartan_tcp_connections_open"); err != nil || v != 16 {
+			t.Errorf("spartan_tcp_connections_open = %v (%v) during the flood, want tcp_connections (16)", v, err)
 		}
 		if _, err := d.readyWithin("udp"); err != nil {
 			t.Errorf("UDP not served during the flood: %v", err)
@@ -470,6 +477,20 @@ func TestHostileTCPClients(t *testing.T) {
 		c.Close()
 		d.checkHealthy(t)
 	})
+}
+
+// waitTCPOpen waits up to 3 s for the daemon to report want open client
+// TCP connections.
+func waitTCPOpen(t *testing.T, d *daemon, want float64) {
+	t.Helper()
+	var got float64
+	var err error
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if got, err = d.sp.Metric("spartan_tcp_connections_open"); err == nil && got == want {
+			return
+		}
+	}
+	t.Fatalf("spartan_tcp_connections_open = %v (%v), want %v", got, err, want)
 }
 
 func harnessFDs(d *daemon) int { return harness.OpenFDs(d.sp.PID()) }
