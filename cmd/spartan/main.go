@@ -123,8 +123,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	notify := newHandoffNotifier(watchdog.SdNotifier{}.Notify, log)
 	d := newDaemon(cfg, log, inh, notify, reload)
+	tag := routingTag(cfg)
+	if reload {
+		receiveCache(d.fwd.Cache, tag, log) // before we serve: the first answers may need it
+	} else {
+		_ = os.Unsetenv(envUpgradeCacheFD)
+	}
 	up := &upgrader{exe: exe, args: args, timeout: *reloadTimeout, log: log, files: d.handoverFiles,
-		notify: watchdog.SdNotifier{}.Notify}
+		notify: watchdog.SdNotifier{}.Notify, cache: d.fwd.Cache, tag: tag}
 	d.reloads = up
 	// A reload comes as SIGHUP or as the control socket's reload command
 	// (the unit's ExecReload: it waits for the outcome). Either way one

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,6 +38,8 @@ type upgrader struct {
 	log     zerolog.Logger
 	files   func() ([]*os.File, error) // the sockets to hand over, named by listener
 	notify  func(state string) error   // to systemd
+	cache   *cache.Cache               // handed over too (cachehandover.go); nil: off
+	tag     string                     // routingTag of our config
 
 	busy     atomic.Bool
 	Reloads  atomic.Uint64 // reloads that handed over
@@ -86,17 +89,34 @@ func (u *upgrader) start() (int, error) {
 		names[i] = f.Name()
 	}
 	cmd := exec.Command(u.exe, u.args...)
-	cmd.Env = append(environWithout("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", envUpgradeParent, envUpgradeFD),
+	cmd.Env = append(environWithout("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", envUpgradeParent, envUpgradeFD, envUpgradeCacheFD),
 		"LISTEN_FDS="+strconv.Itoa(len(files)),
 		"LISTEN_FDNAMES="+strings.Join(names, ":"),
 		envUpgradeParent+"="+strconv.Itoa(os.Getpid()),
 		envUpgradeFD+"="+strconv.Itoa(3+len(files)))
 	cmd.ExtraFiles = append(append([]*os.File{}, files...), theirs)
+	var cacheR, cacheW *os.File
+	if u.cache != nil {
+		if cacheR, cacheW, err = os.Pipe(); err != nil {
+			return 0, fmt.Errorf("cache hand-over pipe: %w", err)
+		}
+		cmd.Env = append(cmd.Env, envUpgradeCacheFD+"="+strconv.Itoa(3+len(cmd.ExtraFiles)))
+		cmd.ExtraFiles = append(cmd.ExtraFiles, cacheR)
+	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	err = cmd.Start()
 	_ = theirs.Close()
+	if cacheR != nil {
+		_ = cacheR.Close()
+	}
 	if err != nil {
+		if cacheW != nil {
+			_ = cacheW.Close()
+		}
 		return 0, fmt.Errorf("start %s: %w", u.exe, err)
+	}
+	if cacheW != nil {
+		go sendCache(u.cache, u.tag, cacheW, u.log)
 	}
 	pid := cmd.Process.Pid
 	started := time.Now()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/spartan-dns/spartan/test/testkit"
 
 	"github.com/spartan-dns/spartan/supervisor"
@@ -415,5 +416,64 @@ func TestReloadByControlSocket(t *testing.T) {
 	}
 	if v := s.metric(t, `spartan_reloads_total{result="failed"}`); v != 1 {
 		t.Errorf(`spartan_reloads_total{result="failed"} = %v, want 1`, v)
+	}
+}
+
+// A reload carries the answer cache over to the new process: with its
+// upstream silent, the new process still answers the names the old one had
+// cached, from the cache, at once. A reload that changes the routing starts
+// with an empty cache, and the names go to the new upstream.
+func TestReloadKeepsCache(t *testing.T) {
+	s := newService(t, true)
+	names := []string{"www.example.com.", "a.example.com."}
+	answer := func(name string) (string, error) {
+		r, err := harness.Query(s.addr, name, dns.TypeA, false, time.Second)
+		if err != nil {
+			return "", err
+		}
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+			return "", fmt.Errorf("%s: %s with %d answers", name, dns.RcodeToString[r.Rcode], len(r.Answer))
+		}
+		return r.Answer[0].(*dns.A).A.String(), nil
+	}
+	for _, n := range names {
+		if ip, err := answer(n); err != nil || ip != "10.0.0.1" {
+			t.Fatalf("premise: %s = %q (%v), want 10.0.0.1 from upstream A", n, ip, err)
+		}
+	}
+	s.upA.SetHandler(dnstest.Silent())
+	if before, after := s.m.Reload(t); before == after {
+		t.Fatalf("reload did not hand over (pid %d)", before)
+	}
+	seen := s.upA.Count()
+	for _, n := range names {
+		if ip, err := answer(n); err != nil || ip != "10.0.0.1" {
+			t.Errorf("after the reload, upstream silent: %s = %q (%v), want 10.0.0.1 from the cache", n, ip, err)
+		}
+	}
+	if got := s.upA.Count(); got != seen {
+		t.Errorf("%d queries reached the upstream after the reload: the answers did not come from the cache", got-seen)
+	}
+	if v := s.metric(t, "spartan_cache_entries"); v != float64(len(names)) {
+		t.Errorf("spartan_cache_entries = %v in the new process, want %d", v, len(names))
+	}
+	if !strings.Contains(s.m.LogTail(200), `"entries":2,`) {
+		t.Errorf("the log does not count the entries handed over:\n%s", s.m.LogTail(30))
+	}
+
+	moved := map[string]any{}
+	for k, v := range s.cfg {
+		moved[k] = v
+	}
+	moved["upstream_resolvers"] = []string{s.upB.Addr.String()}
+	s.write(t, moved)
+	if before, after := s.m.Reload(t); before == after {
+		t.Fatalf("second reload did not hand over (pid %d)", before)
+	}
+	if ip, err := answer(names[0]); err != nil || ip != "10.0.0.2" {
+		t.Errorf("after a reload to upstream B: %s = %q (%v), want 10.0.0.2 (the old cache must not be carried over)", names[0], ip, err)
+	}
+	if !strings.Contains(s.m.LogTail(200), "routing config changed") {
+		t.Errorf("the log does not say why the cache was not taken over:\n%s", s.m.LogTail(30))
 	}
 }

@@ -116,7 +116,14 @@ func (c *Cache) Store(reply []byte, q *Query, now int64, kind int) *Entry {
 	if e.life == 0 {
 		return e
 	}
-	sh := &c.shards[c.shardOf(q.Hash)]
+	c.insert(e, q.Hash, now)
+	return e
+}
+
+// insert puts e, whose key hashes to h, in the store: in place of the
+// entry of the same key, or as a new one, evicting beyond max_entries.
+func (c *Cache) insert(e *Entry, h uint64, now int64) {
+	sh := &c.shards[c.shardOf(h)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if v, ok := c.m.Load(e.key); ok {
@@ -125,7 +132,7 @@ func (c *Cache) Store(reply []byte, q *Query, now int64, kind int) *Entry {
 		c.m.Store(e.key, e)
 		e.slot = old.slot
 		sh.ring[e.slot] = e
-		return e
+		return
 	}
 	// The bound is global (shards fill unevenly), the eviction local: the
 	// inserting shard gives up its least useful entry. An insert into an
@@ -139,7 +146,6 @@ func (c *Cache) Store(reply []byte, q *Query, now int64, kind int) *Entry {
 	sh.ring = append(sh.ring, e)
 	sh.entries.Add(1)
 	sh.bytes.Add(e.footprint())
-	return e
 }
 
 // evictOne drops the least useful entry of sh, by CLOCK (second chance,
