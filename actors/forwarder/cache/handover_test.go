@@ -131,3 +131,41 @@ func TestLoadRefuses(t *testing.T) {
 }
 
 func itoa(n int) string { return sprintf("%d", n) }
+
+// Whatever the pipe carries, Load neither panics nor caches what a
+// store would refuse: every entry it loads renders as a reply.
+func FuzzLoad(f *testing.F) {
+	old := New(testCfg, nil)
+	q := new(dns.Msg)
+	q.SetQuestion("a.example.", dns.TypeA)
+	q.SetEdns0(1232, true)
+	r := new(dns.Msg)
+	r.SetReply(q)
+	r.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "a.example.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}}}
+	qb, _ := q.Pack()
+	rb, _ := r.Pack()
+	var kb KeyBuf
+	cq, _ := old.ParseQuery(qb, false, &kb)
+	old.Store(rb, &cq, old.Now(), 1)
+	var buf bytes.Buffer
+	if _, err := old.Dump(&buf, old.Now(), "t"); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add(buf.Bytes()[:len(buf.Bytes())-5])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := New(testCfg, nil)
+		n, _ := c.Load(bytes.NewReader(data), c.Now(), "t")
+		if got := c.Stats().Entries; got != int64(n) {
+			t.Fatalf("Load says %d entries, the cache holds %d", n, got)
+		}
+		out := make([]byte, 65535+EDELen)
+		for i := range c.shards {
+			for _, e := range c.snapshot(i) {
+				if c.Render(out, e, qb, &cq, c.Now(), false) == 0 && e.Size() <= len(out) {
+					t.Fatalf("a loaded entry of %d bytes does not render", e.Size())
+				}
+			}
+		}
+	})
+}
