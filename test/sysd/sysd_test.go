@@ -442,9 +442,17 @@ func TestReloadKeepsCache(t *testing.T) {
 		}
 	}
 	s.upA.SetHandler(dnstest.Silent())
-	if before, after := s.m.Reload(t); before == after {
-		t.Fatalf("reload did not hand over (pid %d)", before)
+	// Each reload: wait for the old process to be gone, or it may be the
+	// one that answers (the processes share the sockets for a moment).
+	reload := func() {
+		t.Helper()
+		before, after := s.m.Reload(t)
+		if before == after {
+			t.Fatalf("reload did not hand over (pid %d)", before)
+		}
+		s.m.WaitExit(t, before, 20*time.Second)
 	}
+	reload()
 	seen := s.upA.Count()
 	for _, n := range names {
 		if ip, err := answer(n); err != nil || ip != "10.0.0.1" {
@@ -467,9 +475,7 @@ func TestReloadKeepsCache(t *testing.T) {
 	}
 	moved["upstream_resolvers"] = []string{s.upB.Addr.String()}
 	s.write(t, moved)
-	if before, after := s.m.Reload(t); before == after {
-		t.Fatalf("second reload did not hand over (pid %d)", before)
-	}
+	reload()
 	if ip, err := answer(names[0]); err != nil || ip != "10.0.0.2" {
 		t.Errorf("after a reload to upstream B: %s = %q (%v), want 10.0.0.2 (the old cache must not be carried over)", names[0], ip, err)
 	}
