@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"runtime"
@@ -130,4 +131,32 @@ func rss(tb testing.TB) int64 {
 		tb.Fatal(err)
 	}
 	return res * int64(os.Getpagesize())
+}
+
+// BenchmarkHandover is what a reload spends on the cache: the old process
+// dumps a full default-size cache (10000 entries) and the new one loads it,
+// before it serves.
+//
+//	go test -run '^$' -bench Handover -benchmem ./actors/forwarder/cache
+func BenchmarkHandover(b *testing.B) {
+	const n = 10000
+	old := New(Config{MaxEntries: n, MaxTTL: time.Hour, NegativeMaxTTL: time.Hour, ServeStale: true, StaleMaxAge: time.Hour}, nil)
+	for i := range n {
+		benchFill(b, old, fmt.Sprintf("host-%d.bench.example.", i))
+	}
+	var buf bytes.Buffer
+	size := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		buf.Reset()
+		if k, err := old.Dump(&buf, old.Now(), "t"); err != nil || k != n {
+			b.Fatalf("dumped %d, %v", k, err)
+		}
+		size = buf.Len()
+		c := New(old.Config(), nil)
+		if k, err := c.Load(&buf, c.Now(), "t"); err != nil || k != n {
+			b.Fatalf("loaded %d, %v", k, err)
+		}
+	}
+	b.ReportMetric(float64(size)/1024, "dump-KiB")
 }
