@@ -98,6 +98,7 @@ func (u *upgrader) start() (int, error) {
 	var cacheR, cacheW *os.File
 	if u.cache != nil {
 		if cacheR, cacheW, err = os.Pipe(); err != nil {
+			_ = theirs.Close()
 			return 0, fmt.Errorf("cache hand-over pipe: %w", err)
 		}
 		cmd.Env = append(cmd.Env, envUpgradeCacheFD+"="+strconv.Itoa(3+len(cmd.ExtraFiles)))
