@@ -19,6 +19,9 @@ const (
 	numRoutes
 )
 
+// NumRouteKinds is how many RouteKinds there are.
+const NumRouteKinds = int(numRoutes)
+
 var routeNames = [numRoutes]string{"none", "local", "mesos", "zone", "default"}
 
 func (r RouteKind) String() string { return routeNames[r] }

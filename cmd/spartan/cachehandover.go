@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spartan-dns/spartan/actors/config"
+	"github.com/spartan-dns/spartan/actors/forwarder"
 	"github.com/spartan-dns/spartan/actors/forwarder/cache"
 	"golang.org/x/sys/unix"
 )
@@ -87,7 +88,7 @@ func receiveCache(c *cache.Cache, tag string, log zerolog.Logger) {
 	}
 	_ = r.SetReadDeadline(time.Now().Add(cacheLoadTimeout))
 	started := time.Now()
-	n, err := c.Load(r, c.Now(), tag)
+	n, err := c.Load(r, c.Now(), tag, forwarder.NumRouteKinds)
 	switch {
 	case errors.Is(err, cache.ErrOtherRouting):
 		log.Info().Msg("reload: the routing config changed: the previous process's cache is not taken over")

@@ -154,7 +154,7 @@ func BenchmarkHandover(b *testing.B) {
 		}
 		size = buf.Len()
 		c := New(old.Config(), nil)
-		if k, err := c.Load(&buf, c.Now(), "t"); err != nil || k != n {
+		if k, err := c.Load(&buf, c.Now(), "t", 1); err != nil || k != n {
 			b.Fatalf("loaded %d, %v", k, err)
 		}
 	}

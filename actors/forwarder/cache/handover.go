@@ -79,12 +79,13 @@ func (c *Cache) snapshot(i int) []*Entry {
 	return append([]*Entry(nil), sh.ring...)
 }
 
-// Load reads a dump written by Dump into the cache, until EOF. Entries
-// whose reply no longer parses, that may not be cached under this cache's
+// Load reads a dump written by Dump into the cache, until EOF. kinds bounds
+// the route kinds an entry may carry (the caller indexes counters by them).
+// Entries of another kind, whose reply no longer parses, that may not be cached under this cache's
 // rules, or that can no longer be served at now, are skipped; an entry's
 // lifetime is its original one, capped by this cache's rules. It returns
 // the entries loaded; what was loaded before an error stays.
-func (c *Cache) Load(r io.Reader, now int64, tag string) (int, error) {
+func (c *Cache) Load(r io.Reader, now int64, tag string, kinds int) (int, error) {
 	br := bufio.NewReader(r)
 	head := make([]byte, len(dumpMagic)+1)
 	if _, err := io.ReadFull(br, head); err != nil {
@@ -122,6 +123,9 @@ func (c *Cache) Load(r io.Reader, now int64, tag string) (int, error) {
 		}
 		age, life := int64(binary.BigEndian.Uint64(rec[0:])), int64(binary.BigEndian.Uint64(rec[8:]))
 		nameEnd := int(binary.BigEndian.Uint16(rec[16:]))
+		if int(rec[18]) >= kinds {
+			continue
+		}
 		if e := c.revive(key, msg, nameEnd, rec[18], age, life, now); e != nil {
 			c.insert(e, maphash.Bytes(c.seed, key), now)
 			n++

@@ -38,7 +38,7 @@ func TestDumpLoad(t *testing.T) {
 
 	var newNow int64 = 7 // another origin
 	c := New(testCfg, func() int64 { return newNow })
-	if n, err := c.Load(bytes.NewReader(dump), newNow, "routes-1"); err != nil || n != 3 {
+	if n, err := c.Load(bytes.NewReader(dump), newNow, "routes-1", testKinds); err != nil || n != 3 {
 		t.Fatalf("Load: %d entries, %v; want 3", n, err)
 	}
 	tests := []struct {
@@ -115,7 +115,7 @@ func TestLoadRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := New(testCfg, nil)
-			n, err := c.Load(bytes.NewReader(tt.data), c.Now(), tt.tag)
+			n, err := c.Load(bytes.NewReader(tt.data), c.Now(), tt.tag, testKinds)
 			if n != tt.want || (err != nil) != tt.err {
 				t.Errorf("Load: %d entries, %v; want %d, error %v", n, err, tt.want, tt.err)
 			}
@@ -124,11 +124,19 @@ func TestLoadRefuses(t *testing.T) {
 			}
 		})
 	}
+	// An entry of a route kind the caller does not have is skipped (its
+	// counters are indexed by kind).
 	c := New(testCfg, nil)
-	if _, err := c.Load(bytes.NewReader(dump), c.Now(), "routes-2"); !errors.Is(err, ErrOtherRouting) {
+	if n, err := c.Load(bytes.NewReader(dump), c.Now(), "routes-1", 0); n != 0 || err != nil {
+		t.Errorf("entries of an unknown route kind: %d loaded (%v), want 0", n, err)
+	}
+	if _, err := c.Load(bytes.NewReader(dump), c.Now(), "routes-2", testKinds); !errors.Is(err, ErrOtherRouting) {
 		t.Errorf("other routing: %v, want ErrOtherRouting", err)
 	}
 }
+
+// testKinds is the route kinds a test cache's caller has.
+const testKinds = 5
 
 func itoa(n int) string { return sprintf("%d", n) }
 
@@ -155,13 +163,16 @@ func FuzzLoad(f *testing.F) {
 	f.Add(buf.Bytes()[:len(buf.Bytes())-5])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := New(testCfg, nil)
-		n, _ := c.Load(bytes.NewReader(data), c.Now(), "t")
+		n, _ := c.Load(bytes.NewReader(data), c.Now(), "t", testKinds)
 		if got := c.Stats().Entries; got != int64(n) {
 			t.Fatalf("Load says %d entries, the cache holds %d", n, got)
 		}
 		out := make([]byte, 65535+EDELen)
 		for i := range c.shards {
 			for _, e := range c.snapshot(i) {
+				if e.Kind() >= testKinds {
+					t.Fatalf("loaded an entry of route kind %d", e.Kind())
+				}
 				if c.Render(out, e, qb, &cq, c.Now(), false) == 0 && e.Size() <= len(out) {
 					t.Fatalf("a loaded entry of %d bytes does not render", e.Size())
 				}
