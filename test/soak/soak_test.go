@@ -65,6 +65,7 @@ type sample struct {
 }
 
 func TestSoak(t *testing.T) {
+	commit := gitCommit() // of the tree the daemon is built from, now
 	bin, ctlBin := harness.Build(t)
 	dir := t.TempDir()
 	ip, port := testkit.FreeAddr(t)
@@ -296,7 +297,7 @@ func TestSoak(t *testing.T) {
 		t.Logf("kill attempts refused, by what spartanctl said:\n%s", strings.Join(lines, "\n"))
 	}
 	if *out != "" {
-		writeReport(t, *out, samples, total, int(killErrs.Load()))
+		writeReport(t, *out, commit, samples, total, int(killErrs.Load()))
 	}
 }
 
@@ -416,11 +417,11 @@ func sumMetric(addr, name string) float64 {
 	return sum
 }
 
-func writeReport(t *testing.T, path string, samples []sample, total sample, killErrs int) {
+func writeReport(t *testing.T, path, commit string, samples []sample, total sample, killErrs int) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Soak\n\n")
 	fmt.Fprintf(&b, "Command: `make soak SOAK_DURATION=%s` (= `go test -tags soak -count=1 -timeout 0 -v ./test/soak -soak.duration=%s -soak.out=bench/SOAK.md`).\n\n", *duration, *duration)
-	fmt.Fprintf(&b, "Run on %s, %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), hostNote())
+	fmt.Fprintf(&b, "Run on %s, %s, of git %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), hostNote(), commit)
 	if *duration < 30*time.Minute {
 		fmt.Fprintf(&b, "**A short run (%s), not the 30-minute soak**: a trend over %d samples says little about leaks.\n\n", *duration, len(samples))
 	}
@@ -436,6 +437,15 @@ func writeReport(t *testing.T, path string, samples []sample, total sample, kill
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// gitCommit names the checkout: its commit, and whether it had changes.
+func gitCommit() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty=-with-uncommitted-changes").Output()
+	if err != nil {
+		return "(unknown: " + err.Error() + ")"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func hostNote() string {
