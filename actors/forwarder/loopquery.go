@@ -358,11 +358,7 @@ func (l *Loop) upstreamReply(s int32, k int, msg []byte) {
 		l.answer(s, win, OutcomeUpstream)
 		l.settleFlight(s, win, true, got)
 		l.hangUpAttempt(a, true) // true: nothing to read, the reply was read
-		gen := q.gen
 		l.freeOrGrace(s, now)
-		if peekLosers {
-			l.peekLosers(s, gen)
-		}
 		return
 	}
 	l.hangUpAttempt(a, true)
@@ -434,21 +430,5 @@ func (l *Loop) freeOrGrace(s int32, now int64) {
 func (l *Loop) freeIfQuiet(s int32) {
 	if l.slots[s].outstanding() == 0 {
 		l.freeQuery(s)
-	}
-}
-
-var peekLosers = os.Getenv("SPW_PEEK") != ""
-
-// peekLosers reads, once and without waiting, the sockets of the answered
-// query s's losers.
-func (l *Loop) peekLosers(s int32, gen uint32) {
-	q := &l.slots[s]
-	for j := 0; j < q.natt; j++ {
-		if !q.inUse || q.gen != gen {
-			return
-		}
-		if a := &q.att[j]; a.outstanding() && a.sock >= 0 {
-			l.readUpstream(a.sock, unix.EPOLLIN)
-		}
 	}
 }
