@@ -23,14 +23,17 @@ WORKERS=${MUTATE_WORKERS:-2}
 OUT=${MUTATE_OUT:-$(mktemp -d /tmp/spartan-mutate.XXXXXX)}
 mkdir -p "$OUT"
 
-# name ; package ; files NOT mutated (regexp on the path) ; tests that guard
+# name ; package ; files NOT mutated (regexp on the path; gremlins also
+# walks a package's subdirectories, so forwarder leaves cache/ to its own
+# scope) ; tests that guard
 # the rest ; timeout coefficient (gremlins allows a mutant's test run this
 # many times the clean coverage run; generous where the tests take about a
 # second, since the mutant's rebuild is then most of the run)
 SCOPES=(
-  "forwarder;./actors/forwarder;(datagram|local|loop|rawdial|rawsys|udpsock|upsock|stats)\.go$;^(Test|Fuzz);${MUTATE_COEFF:-5}"
+  "forwarder;./actors/forwarder;((datagram|local|loop|rawdial|rawsys|udpsock|upsock|stats)\.go|(^|/)cache/.*)$;^(Test|Fuzz);${MUTATE_COEFF:-5}"
   "state;./actors/state;(actor|snapshot|latency)\.go$;^(Test|Fuzz);${MUTATE_COEFF:-40}"
   "listener;./actors/listener;(udp|reuseport)\.go$;^(Test|Fuzz);${MUTATE_COEFF:-10}"
+  "cache;./actors/forwarder/cache;(doc|stats)\.go$;^(Test|Fuzz);${MUTATE_COEFF:-40}"
 )
 
 start=$(date +%s)

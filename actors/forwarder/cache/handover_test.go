@@ -180,3 +180,54 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// The loading process applies its own stale rules: an entry the old process
+// could still serve stale is dropped when the new config would not serve it
+// (a shorter stale_max_age, or serve_stale off), and an entry dumped the
+// instant it was stored (age 0) is as good as any.
+func TestLoadAppliesItsOwnRules(t *testing.T) {
+	var now int64 = 1e12
+	old := New(testCfg, func() int64 { return now })
+	_, fresh := store(t, old, "new.example.", func(q, r *dns.Msg) { r.Answer = []dns.RR{rr(t, "new.example. 300 IN A 10.0.0.1")} })
+	var buf bytes.Buffer
+	if n, err := old.Dump(&buf, now, "r"); err != nil || n != 1 {
+		t.Fatalf("Dump at age 0: %d, %v", n, err)
+	}
+	c := New(testCfg, nil)
+	if n, err := c.Load(bytes.NewReader(buf.Bytes()), c.Now(), "r", testKinds); err != nil || n != 1 {
+		t.Errorf("an entry of age 0: %d loaded (%v), want 1", n, err)
+	}
+
+	store(t, old, "old.example.", func(q, r *dns.Msg) { r.Answer = []dns.RR{rr(t, "old.example. 10 IN A 10.0.0.1")} })
+	now += 25 * int64(time.Second) // old.example. expired 15 s ago: stale for the old config (24 h)
+	buf.Reset()
+	if n, err := old.Dump(&buf, now, "r"); err != nil || n != 2 {
+		t.Fatalf("Dump: %d, %v; want 2", n, err)
+	}
+	dump := buf.Bytes()
+	shorter := testCfg
+	shorter.StaleMaxAge = 12 * time.Second
+	noStale := testCfg
+	noStale.ServeStale = false
+	for name, cfg := range map[string]Config{"stale_max_age 12s": shorter, "serve_stale off": noStale} {
+		c := New(cfg, nil)
+		if n, err := c.Load(bytes.NewReader(dump), c.Now(), "r", testKinds); err != nil || n != 1 {
+			t.Errorf("%s: %d loaded (%v), want 1 (only the fresh entry)", name, n, err)
+		}
+		var kb KeyBuf
+		cq, _ := c.ParseQuery(fresh, false, &kb)
+		if _, st := c.Lookup(&cq, c.Now()); st != Fresh {
+			t.Errorf("%s: the fresh entry is %v", name, st)
+		}
+	}
+	// At the very instant of expiry, with serve_stale off, an entry is gone.
+	buf.Reset()
+	now = 1e12 + 300*int64(time.Second) // new.example.'s expiry
+	if _, err := old.Dump(&buf, now, "r"); err != nil {
+		t.Fatal(err)
+	}
+	c = New(noStale, nil)
+	if n, _ := c.Load(bytes.NewReader(buf.Bytes()), c.Now(), "r", testKinds); n != 0 {
+		t.Errorf("serve_stale off: %d entries loaded at their expiry, want 0", n)
+	}
+}
