@@ -5,6 +5,7 @@ import (
 
 	"github.com/spartan-dns/spartan/actors/ctl"
 	"github.com/spartan-dns/spartan/actors/httpapi"
+	"github.com/spartan-dns/spartan/actors/listener"
 	"github.com/spartan-dns/spartan/supervisor"
 )
 
@@ -43,18 +44,8 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 		Forwarder:       d.fwd,
 		MastersLastRead: d.mastersRead,
 		Dnstap:          d.tap,
-		TCPRefused: func() (n uint64) {
-			for _, l := range d.tcp {
-				n += l.Refused.Load()
-			}
-			return n
-		},
-		TCPOpen: func() (n int64) {
-			for _, l := range d.tcp {
-				n += l.Open()
-			}
-			return n
-		},
+		TCPRefused:      func() uint64 { return sumTCP(d.tcp, func(l *listener.TCP) uint64 { return l.Refused.Load() }) },
+		TCPOpen:         func() int64 { return sumTCP(d.tcp, (*listener.TCP).Open) },
 		TCPClosed: func(each func(string, uint64)) {
 			sum := map[string]uint64{}
 			var order []string
@@ -87,4 +78,12 @@ func (d *daemon) addAPI(root *supervisor.Sup) {
 		Metrics:   m,
 		Pprof:     d.cfg.HTTPPprof,
 	}, d.log.With().Str("actor", "http").Logger()))
+}
+
+// sumTCP adds up one counter of every TCP listener.
+func sumTCP[T int64 | uint64](ls []*listener.TCP, f func(*listener.TCP) T) (n T) {
+	for _, l := range ls {
+		n += f(l)
+	}
+	return n
 }
